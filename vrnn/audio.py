@@ -1,0 +1,135 @@
+"""Audio front end: constants with units, loading any file to mono float32 at 16 kHz, framing.
+
+Reading uses soundfile (libsndfile: wav, flac, ogg, mp3 and more); resampling uses soxr, the
+resampler librosa itself calls (`librosa.resample(res_type="soxr_hq")`), imported directly so no
+numba compilation happens on the app's start-up path.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+
+SAMPLE_RATE = 16_000  # Hz, as Chung et al. 2015 (Blizzard, TIMIT)
+FRAME_SIZE = 200  # samples per frame = 12.5 ms at 16 kHz (Chung et al. 2015, section 5.1)
+HOP_SIZE = FRAME_SIZE  # samples; frames do not overlap
+FRAME_SECONDS = FRAME_SIZE / SAMPLE_RATE  # 0.0125 s
+WINDOW_FRAMES = 40  # frames per training/evaluation sequence = 0.5 s (the paper's Table 1 unit)
+WINDOW_SIZE = WINDOW_FRAMES * FRAME_SIZE  # 8000 samples
+
+AudioSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
+
+
+class AudioError(ValueError):
+    """Audio that cannot be analysed; the message is a sentence meant for the person who gave it."""
+
+
+def _describe(source: AudioSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return f"'{Path(source).name}'"
+    name = getattr(source, "name", None)
+    return f"'{name}'" if isinstance(name, str) else "the uploaded audio"
+
+
+def load_audio(source: AudioSource, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Read an audio file to a mono float32 waveform at 16 kHz.
+
+    Args:
+        source: a path, raw bytes, or a binary file-like object (such as a Streamlit upload) holding
+            any format libsndfile reads (wav, flac, ogg/vorbis, mp3, aiff, ...), any sample rate,
+            channel count and sample format (8/16/24/32-bit int, float).
+        max_seconds: if given, longer audio is refused (before resampling).
+
+    Returns:
+        (waveform, 16000): waveform float32 [N] in [-1, 1] for integer formats, channels averaged,
+        resampled with soxr (HQ) when the file's rate is not 16 kHz.
+
+    Raises:
+        AudioError (a ValueError): the file is empty, not audio soundfile can decode, truncated to no
+        samples, holds NaN or infinite samples, is shorter than one 200-sample frame (12.5 ms) after
+        resampling, or is longer than `max_seconds`.
+
+    Source: soundfile (libsndfile) for decoding, soxr for resampling.
+    """
+    import soundfile as sf
+
+    what = _describe(source)
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise AudioError(f"There is no audio file at {path}.")
+        data = path.read_bytes()
+    else:
+        if hasattr(source, "seek"):
+            source.seek(0)
+        data = source.read()
+    if len(data) == 0:
+        raise AudioError(f"{what} is empty (0 bytes); please choose an audio file.")
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            rate = f.samplerate
+            if max_seconds is not None and f.frames > max_seconds * rate:
+                raise AudioError(
+                    f"{what} is {f.frames / rate:.0f} s long; the limit here is {max_seconds:.0f} s. "
+                    "Please trim it and try again."
+                )
+            x = f.read(dtype="float32", always_2d=True)  # [N, C]
+    except AudioError:
+        raise
+    except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError/TypeError for bad input
+        raise AudioError(
+            f"{what} could not be read as audio ({e}). Supported formats are those of libsndfile: "
+            "WAV, FLAC, OGG/Vorbis, MP3 and more."
+        ) from None
+    if x.shape[0] == 0:
+        raise AudioError(f"{what} contains no audio samples (the file may be truncated).")
+    if not np.isfinite(x).all():
+        raise AudioError(f"{what} contains NaN or infinite sample values, so it cannot be analysed.")
+    x = x.mean(axis=1, dtype=np.float32)  # [N] downmix to mono
+    if rate != SAMPLE_RATE:
+        import soxr
+
+        x = soxr.resample(x, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    if x.shape[0] < FRAME_SIZE:
+        raise AudioError(
+            f"{what} is {1000 * x.shape[0] / SAMPLE_RATE:.1f} ms long; at least one frame of "
+            f"{FRAME_SIZE} samples ({1000 * FRAME_SECONDS:.1f} ms) is needed."
+        )
+    return np.ascontiguousarray(x, dtype=np.float32), SAMPLE_RATE
+
+
+def frame(waveform: np.ndarray, frame_size: int = FRAME_SIZE) -> np.ndarray:
+    """Cut a waveform into non-overlapping frames (hop = frame size), dropping the incomplete tail.
+
+    waveform [..., N] -> frames [..., T, frame_size] with T = N // frame_size (a view when possible).
+    """
+    n = (waveform.shape[-1] // frame_size) * frame_size
+    return waveform[..., :n].reshape(*waveform.shape[:-1], n // frame_size, frame_size)
+
+
+def unframe(frames: np.ndarray) -> np.ndarray:
+    """Inverse of `frame`: [..., T, F] -> [..., T * F]."""
+    return frames.reshape(*frames.shape[:-2], frames.shape[-2] * frames.shape[-1])
+
+
+def frame_times(n_frames: int) -> np.ndarray:
+    """Centre of each frame in seconds: [T] float64, (t + 0.5) * 12.5 ms."""
+    return (np.arange(n_frames) + 0.5) * FRAME_SECONDS
+
+
+def to_wav_bytes(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """Encode a float waveform [N] as 16-bit PCM WAV bytes (values clipped to [-1, 1]).
+
+    Loudness is kept as is (no normalisation), so a clip plays as loud as it was recorded.
+    """
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(waveform, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()

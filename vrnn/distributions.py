@@ -1,0 +1,58 @@
+"""Log-densities and divergences used by the VRNN, each with its formula. All in nats.
+
+Reference implementations for the tests: torch.distributions.Normal, kl_divergence,
+MixtureSameFamily.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def std_from_raw(raw: torch.Tensor, sigma_min: float = 1e-4) -> torch.Tensor:
+    """sigma = softplus(raw) + sigma_min (the authors' parameterisation, jych/nips2015_vrnn)."""
+    return F.softplus(raw) + sigma_min
+
+
+def gaussian_log_prob(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Diagonal Gaussian log-density summed over the last dimension.
+
+    log N(x; mu, diag(sigma^2)) = -1/2 sum_d [ log 2 pi + 2 log sigma_d + ((x_d - mu_d) / sigma_d)^2 ]
+
+    x, mu, sigma: [..., D] (broadcastable). Returns [...] in nats.
+    """
+    return -0.5 * (LOG_2PI + 2.0 * torch.log(sigma) + ((x - mu) / sigma) ** 2).sum(-1)
+
+
+def gaussian_kl(mu_q: torch.Tensor, sigma_q: torch.Tensor, mu_p: torch.Tensor, sigma_p: torch.Tensor) -> torch.Tensor:
+    """Closed-form KL(q || p) between diagonal Gaussians, summed over the last dimension.
+
+    KL = sum_d [ log(sigma_p / sigma_q) + (sigma_q^2 + (mu_q - mu_p)^2) / (2 sigma_p^2) - 1/2 ]
+    (Chung et al. 2015, eq. (10), with q the approximate posterior and p the prior.)
+
+    All arguments [..., Z] (broadcastable). Returns [...] in nats, >= 0.
+    """
+    var_ratio = (sigma_q / sigma_p) ** 2
+    return 0.5 * (var_ratio + ((mu_q - mu_p) / sigma_p) ** 2 - 1.0 - torch.log(var_ratio)).sum(-1)
+
+
+def gmm_log_prob(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Mixture of K diagonal Gaussians over the whole frame, one set of weights per frame.
+
+    log p(x) = logsumexp_k [ log pi_k + log N(x; mu_k, diag(sigma_k^2)) ],  pi = softmax(logits)
+    (the authors' `cle` GMM cost: the mixture is over whole frames, not per dimension).
+
+    x: [..., D]; logits: [..., K]; mu, sigma: [..., K, D]. Returns [...] in nats.
+    """
+    comp = gaussian_log_prob(x.unsqueeze(-2), mu, sigma)  # [..., K]
+    return torch.logsumexp(torch.log_softmax(logits, dim=-1) + comp, dim=-1)
+
+
+def log_mean_exp(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """log (1/K) sum_k exp(log_w_k), computed stably with logsumexp along `dim` (K = size of `dim`)."""
+    return torch.logsumexp(log_w, dim=dim) - math.log(log_w.shape[dim])
