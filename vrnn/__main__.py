@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from pathlib import Path
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
@@ -34,6 +36,97 @@ def _cmd_train(args: argparse.Namespace) -> int:
     summary = train(args.data, args.out, preset(args.preset, args.family), cfg, resume=args.resume,
                     device=args.device, progress=not args.quiet)
     print(json.dumps(summary))
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    import csv
+
+    from .analysis import analyze
+    from .audio import load_audio
+    from .checkpoint import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint)
+    waveform, sr = load_audio(args.clip)
+    t0 = time.perf_counter()
+    a = analyze(model, waveform, sr, sample=args.sample, seed=args.seed)
+    seconds = time.perf_counter() - t0
+    cols = a.table()
+    print(f"{Path(args.clip).name}: {len(waveform) / sr:.2f} s, {a.n_frames} frames of 12.5 ms, "
+          f"{model.config.family} ({Path(args.checkpoint).name}), analysed in {seconds:.2f} s")
+    print(f"ELBO along the {'sampled' if args.sample else 'posterior-mean'} path: {a.elbo:.1f} nats "
+          f"({a.elbo / a.n_frames:.2f} nats/frame)")
+    if a.has_latent:
+        print(f"KL: mean {a.kl.mean():.3f}, max {a.kl.max():.3f} nats/frame at {a.times[a.kl.argmax()]:.3f} s; "
+              f"delta: mean {a.delta.mean():.4g}, max {a.delta.max():.4g} at {a.times[a.delta.argmax()]:.3f} s")
+    else:
+        print("This is an RNN model: it has no latent variable, so no delta_t or KL_t rows.")
+    names = list(cols)
+    rows = list(zip(*cols.values(), strict=True))
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(names)
+            w.writerows([[f"{v:.6g}" for v in r] for r in rows])
+        print(f"Wrote per-frame table to {args.csv}")
+    if args.table:
+        print("\t".join(names))
+        for r in rows:
+            print("\t".join(f"{v:.5g}" for v in r))
+    if args.html:
+        from .plots import figure2
+
+        figure2(a, title=f"{Path(args.clip).name} - {Path(args.checkpoint).name}").write_html(args.html, include_plotlyjs=True)
+        print(f"Wrote figure to {args.html}")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import soundfile as sf
+
+    from .analysis import generate
+    from .audio import SAMPLE_RATE
+    from .checkpoint import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint)
+    t0 = time.perf_counter()
+    audio = generate(model, seconds=args.seconds, seed=args.seed)
+    dt = time.perf_counter() - t0
+    sf.write(args.out, audio.clip(-1, 1), SAMPLE_RATE, subtype="PCM_16")
+    print(f"Wrote {args.seconds:.2f} s of audio to {args.out} in {dt:.2f} s "
+          f"(real-time factor {dt / args.seconds:.3f}); peak |x| {abs(audio).max():.3f}.")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .audio import load_audio
+    from .checkpoint import load_checkpoint
+    from .data import AUDIO_EXTENSIONS, Corpus, list_audio, sequence_chunks, split_chunks
+    from .evaluate import score_sequences
+
+    if args.data:
+        files = list_audio(Path(args.data))
+        chunks = sequence_chunks([load_audio(p)[0] for p in files if p.suffix.lower() in AUDIO_EXTENSIONS])
+        source = args.data
+    else:
+        chunks = split_chunks(Corpus.open(args.corpus), args.split)
+        source = f"{args.corpus}:{args.split}"
+    rows = []
+    for ckpt in args.checkpoints:
+        model = load_checkpoint(ckpt)
+        t0 = time.perf_counter()
+        s = score_sequences(model, chunks, samples=args.samples, batch_size=args.batch_size, seed=args.seed,
+                            progress=not args.quiet)
+        row = {"checkpoint": str(ckpt), "family": model.config.family, **s.to_dict(), "samples": args.samples,
+               "data": source, "seconds": round(time.perf_counter() - t0, 2)}
+        rows.append(row)
+        print(f"{Path(ckpt).name:32s} {model.config.family:13s} n={s.n_sequences:4d}  "
+              f"ELBO {s.elbo_per_sequence:10.1f} nats/seq ({s.elbo_per_frame:8.2f}/frame)  "
+              f"log p(x) ~ {s.loglik_per_sequence:10.1f} nats/seq ({s.loglik_per_frame:8.2f}/frame)  "
+              f"[{row['seconds']:.1f} s]")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+        print(f"Wrote {args.json}")
     return 0
 
 
@@ -68,6 +161,36 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.safetensors")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="ELBO and importance-sampled log p(x) per 0.5 s sequence (Table 1)",
+                       formatter_class=fmt)
+    e.add_argument("checkpoints", nargs="+", help=".safetensors checkpoints to score")
+    e.add_argument("--corpus", default="data/allison", help="corpus folder whose split is scored")
+    e.add_argument("--split", choices=("train", "valid", "test"), default="test", help="corpus split")
+    e.add_argument("--data", default=None, help="score every audio file in this folder instead of a corpus split")
+    e.add_argument("--samples", type=int, default=40, help="K importance samples for VRNN models (Burda et al. 2016)")
+    e.add_argument("--batch-size", type=int, default=64, help="sequences x samples per forward pass")
+    e.add_argument("--seed", type=int, default=0, help="seed for the posterior samples (deterministic result)")
+    e.add_argument("--json", default=None, help="write one row per checkpoint to this JSON file")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=_cmd_evaluate)
+
+    a = sub.add_parser("analyze", help="Figure 2 for one clip: summary, per-frame table, figure", formatter_class=fmt)
+    a.add_argument("checkpoint", help=".safetensors checkpoint")
+    a.add_argument("clip", help="audio file (wav/flac/ogg/mp3, any rate and channels)")
+    a.add_argument("--csv", default=None, help="write the per-frame table (time s, delta, KL nats, log p(x_t) nats)")
+    a.add_argument("--html", default=None, help="write the interactive Figure 2 (plotly) to this HTML file")
+    a.add_argument("--table", action="store_true", help="print the per-frame table to stdout")
+    a.add_argument("--sample", action="store_true", help="sample z from the posterior instead of following its mean")
+    a.add_argument("--seed", type=int, default=0, help="seed when --sample is given")
+    a.set_defaults(func=_cmd_analyze)
+
+    g = sub.add_parser("generate", help="sample audio from a model (Figure 3)", formatter_class=fmt)
+    g.add_argument("checkpoint", help=".safetensors checkpoint")
+    g.add_argument("--seconds", type=float, default=3.0, help="length in seconds")
+    g.add_argument("--seed", type=int, default=0, help="random seed")
+    g.add_argument("--out", required=True, help="WAV file to write (16 kHz, 16-bit PCM)")
+    g.set_defaults(func=_cmd_generate)
     return p
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 
@@ -21,7 +21,7 @@ FRAME_SECONDS = FRAME_SIZE / SAMPLE_RATE  # 0.0125 s
 WINDOW_FRAMES = 40  # frames per training/evaluation sequence = 0.5 s (the paper's Table 1 unit)
 WINDOW_SIZE = WINDOW_FRAMES * FRAME_SIZE  # 8000 samples
 
-AudioSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
+AudioSource = str | os.PathLike | bytes | bytearray | BinaryIO
 
 
 class AudioError(ValueError):

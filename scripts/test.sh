@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install what the tests need, then run them. Used by CI (.ci/run) exactly as README.md gives it.
+#   bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+$PY -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+# Debian's Chromium for the browser tests (playwright's own browser download is not used).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "warning: could not install chromium; browser tests will be skipped"
+fi
+$PY -m ruff check .
+$PY -m pytest "$@"

@@ -1,0 +1,62 @@
+"""analyze() and generate(): Figure 2's per-frame quantities, sampling."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import speechlike
+from vrnn import VRNN, AudioError, analyze, generate, load_checkpoint, preset
+
+
+def test_analyze_quantities(tiny_checkpoint):
+    m = load_checkpoint(tiny_checkpoint)
+    w = speechlike(1.0)
+    a = analyze(m, w, 16000)
+    T = 16000 // 200
+    assert a.n_frames == T and a.times.shape == (T,) and a.kl.shape == (T,) and a.delta.shape == (T,)
+    assert a.z_mean.shape == (T, m.config.z_dim) and a.kl_per_dim.shape == (T, m.config.z_dim)
+    assert a.times[0] == pytest.approx(0.00625) and a.times[-1] == pytest.approx(1.0 - 0.00625)
+    assert a.delta[0] == 0 and (a.delta[1:] >= 0).all()
+    np.testing.assert_allclose(a.delta[5], ((a.z_mean[5] - a.z_mean[4]) ** 2).sum(), rtol=1e-5)
+    np.testing.assert_allclose(a.kl_per_dim.sum(1), a.kl, rtol=1e-4, atol=1e-5)
+    assert a.elbo == pytest.approx((a.log_px - a.kl).sum(), rel=1e-4)
+    assert a.waveform.shape == (T * 200,)
+    # the mean path is reproducible; a sampled path differs
+    b = analyze(m, w, 16000)
+    np.testing.assert_array_equal(a.kl, b.kl)
+    s = analyze(m, w, 16000, sample=True, seed=1)
+    assert s.sampled and not np.allclose(s.kl, a.kl)
+
+
+def test_analyze_silence_and_rnn():
+    torch.manual_seed(0)
+    m = VRNN(preset("tiny"), 0.0, 0.1).eval()
+    a = analyze(m, np.zeros(4000, np.float32), 16000)
+    assert np.isfinite(a.kl).all() and np.isfinite(a.delta).all() and np.isfinite(a.elbo)
+    r = analyze(VRNN(preset("tiny", "rnn-gauss")).eval(), speechlike(0.5), 16000)
+    assert not r.has_latent and r.kl is None and set(r.table()) == {"time_s", "log_px_nats"}
+
+
+def test_analyze_rejects_bad_input(tiny_checkpoint):
+    m = load_checkpoint(tiny_checkpoint)
+    with pytest.raises(AudioError, match="16000 Hz"):
+        analyze(m, speechlike(0.5), 44100)
+    with pytest.raises(AudioError, match="at least one frame"):
+        analyze(m, np.zeros(10, np.float32), 16000)
+    bad = speechlike(0.5)
+    bad[3] = np.inf
+    with pytest.raises(AudioError, match="infinite"):
+        analyze(m, bad, 16000)
+
+
+def test_generate_length_seed_and_scale():
+    torch.manual_seed(0)
+    m = VRNN(preset("tiny"), 0.25, 0.01).eval()  # large offset, small scale: output must be de-normalised
+    a = generate(m, seconds=0.5, seed=3)
+    assert a.shape == (8000,) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, generate(m, seconds=0.5, seed=3))
+    assert not np.array_equal(a, generate(m, seconds=0.5, seed=4))
+    assert abs(a.mean() - 0.25) < 0.1
+    assert generate(m, seconds=0.1, seed=0, n_samples=3).shape == (3, 1600)
+    with pytest.raises(ValueError):
+        generate(m, seconds=0)

@@ -1,0 +1,65 @@
+"""One short run of every CLI command on tiny inputs: corpus, train, evaluate, analyze, generate."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import soundfile as sf
+
+from vrnn import load_checkpoint
+from vrnn.__main__ import main
+
+
+def test_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "vrnn", "--help"], capture_output=True, text=True, check=True).stdout
+    for cmd in ("corpus", "train", "evaluate", "analyze", "generate"):
+        assert cmd in out
+
+
+def test_cli_end_to_end(tmp_path, audio_tree, clip_dir, capsys):
+    corpus = tmp_path / "corpus"
+    assert main(["corpus", "--from", str(audio_tree), "--out", str(corpus), "--quiet"]) == 0
+    assert (corpus / "manifest.jsonl").is_file() and (corpus / "train.int16").is_file()
+    assert main(["corpus", "--from", str(audio_tree), "--out", str(corpus), "--quiet"]) == 0  # idempotent
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(corpus), "--preset", "tiny", "--out", str(run), "--steps", "6",
+                 "--batch-size", "8", "--quiet"]) == 0
+    for name in ("best.safetensors", "last.safetensors", "metrics.jsonl"):
+        assert (run / name).is_file(), name
+    ckpt = run / "best.safetensors"
+    assert load_checkpoint(ckpt).info["training"]["steps"] >= 1
+
+    clip = clip_dir / "clip0.wav"
+    csv_path, html_path = tmp_path / "frames.csv", tmp_path / "fig.html"
+    capsys.readouterr()
+    assert main(["analyze", str(ckpt), str(clip), "--csv", str(csv_path), "--html", str(html_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ELBO" in out and "KL" in out
+    rows = list(csv.DictReader(open(csv_path)))
+    assert len(rows) == sf.info(clip).frames // 200
+    assert set(rows[0]) == {"time_s", "delta", "kl_nats", "log_px_nats"}
+    assert float(rows[0]["delta"]) == 0.0
+    assert "plotly" in html_path.read_text()[:200000].lower()
+
+    wav = tmp_path / "gen.wav"
+    assert main(["generate", str(ckpt), "--seconds", "0.5", "--seed", "1", "--out", str(wav)]) == 0
+    info = sf.info(wav)
+    assert info.samplerate == 16000 and info.frames == 8000
+
+    js = tmp_path / "scores.json"
+    assert main(["evaluate", str(ckpt), "--corpus", str(corpus), "--split", "test", "--samples", "3",
+                 "--json", str(js), "--quiet"]) == 0
+    row = json.loads(js.read_text())[0]
+    for key in ("checkpoint", "family", "n_sequences", "elbo_per_sequence", "loglik_per_sequence",
+                "elbo_per_frame", "loglik_per_frame"):
+        assert key in row
+    assert row["n_sequences"] > 0 and row["elbo_per_frame"] == row["elbo_per_sequence"] / 40
+    assert main(["evaluate", str(ckpt), "--data", str(clip_dir), "--samples", "2", "--quiet"]) == 0
+
+
+def test_cli_errors_are_sentences(tmp_path, capsys):
+    (tmp_path / "bad.wav").write_text("not audio")
+    assert main(["analyze", str(tmp_path / "none.safetensors"), str(tmp_path / "bad.wav")]) == 2
+    assert "no checkpoint file" in capsys.readouterr().err

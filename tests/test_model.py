@@ -1,0 +1,89 @@
+"""Model shapes, the ELBO's parts, gradients through the whole recurrence, sampling."""
+
+import pytest
+import torch
+
+from vrnn import FAMILIES, VRNN, preset
+
+
+def _model(family, seed=0):
+    torch.manual_seed(seed)
+    return VRNN(preset("tiny", family), 0.0, 0.1)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_shapes(family):
+    m = _model(family)
+    B, T, X, Z = 3, 7, 200, m.config.z_dim
+    out = m(torch.randn(B, T, X))
+    assert out.log_px.shape == (B, T) and out.kl.shape == (B, T) and out.elbo.shape == (B,)
+    if m.config.has_latent:
+        for t in (out.posterior_mean, out.posterior_std, out.prior_mean, out.prior_std, out.z):
+            assert t.shape == (B, T, Z)
+        assert (out.kl >= 0).all()
+        assert (out.posterior_std >= m.config.sigma_min).all()
+    else:
+        assert out.posterior_mean is None and torch.count_nonzero(out.kl) == 0
+    torch.testing.assert_close(out.elbo, (out.log_px - out.kl).sum(-1))
+    assert m.sample(5, batch_size=2).shape == (2, 5, X)
+
+
+def test_independent_prior_is_standard_normal():
+    out = _model("vrnn-i-gauss")(torch.randn(2, 4, 200))
+    assert torch.all(out.prior_mean == 0) and torch.all(out.prior_std == 1)
+
+
+def test_learned_prior_depends_on_history():
+    out = _model("vrnn-gauss")(torch.randn(2, 6, 200))
+    assert not torch.allclose(out.prior_mean[:, 1], out.prior_mean[:, 5])
+
+
+def test_mean_path_is_deterministic_and_noise_is_used():
+    m = _model("vrnn-gauss")
+    x = torch.randn(2, 5, 200)
+    a, b = m(x, sample=False), m(x, sample=False)
+    torch.testing.assert_close(a.elbo, b.elbo)
+    torch.testing.assert_close(a.z, a.posterior_mean)
+    noise = torch.randn(2, 5, m.config.z_dim)
+    c, d = m(x, noise=noise), m(x, noise=noise)
+    torch.testing.assert_close(c.elbo, d.elbo)
+    torch.testing.assert_close(c.z, c.posterior_mean + c.posterior_std * noise)
+    assert not torch.allclose(c.elbo, a.elbo)
+
+
+@pytest.mark.parametrize("family", ["vrnn-gauss", "rnn-gmm"])
+def test_gradients_reach_every_parameter_through_time(family):
+    """No detached h: the last step's loss depends on the first frame, and every weight gets a gradient."""
+    m = _model(family)
+    x = torch.randn(2, 6, 200, requires_grad=True)
+    out = m(x)
+    out.log_px[:, -1].sum().backward()
+    assert x.grad[:, 0].abs().sum() > 0
+    m.zero_grad()
+    (-m(x).elbo.mean()).backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing, missing
+
+
+def test_normalisation_round_trip():
+    m = VRNN(preset("tiny"), 0.01, 0.2)
+    w = torch.randn(100)
+    torch.testing.assert_close(m.denormalize(m.normalize(w)), w)
+    torch.testing.assert_close(m.normalize(torch.tensor(0.21)), torch.tensor(1.0))
+
+
+def test_init_follows_the_authors():
+    m = _model("vrnn-gauss")
+    H = m.config.h_dim
+    assert m.phi_x[0].weight.abs().max() <= 0.08
+    w = m.rnn.weight_hh[:H]
+    torch.testing.assert_close(w @ w.T, torch.eye(H), atol=1e-5, rtol=0)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="Unknown model family"):
+        preset("tiny", "vrnn-foo")
+    with pytest.raises(ValueError, match="Unknown preset"):
+        preset("huge")
+    cfg = preset("paper")
+    assert (cfg.h_dim, cfg.z_dim, cfg.phi_x, cfg.decoder) == (4000, 200, (600,) * 4, (600,) * 4)
