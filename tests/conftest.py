@@ -65,3 +65,30 @@ def tiny_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny-vrnn-gauss.safetensors"
     save_checkpoint(path, VRNN(preset("tiny"), 0.0, 0.1), {"steps": 0, "epochs": 0, "data": "none"})
     return path
+
+
+@pytest.fixture(scope="session")
+def app_dirs(tmp_path_factory, clip_dir):
+    """Checkpoint and example folders for the app tests (the app reads VRNN_CHECKPOINTS / VRNN_EXAMPLES).
+
+    checkpoints/vrnn-gauss.safetensors    tiny vrnn-gauss, random weights
+    checkpoints/run-b/best.safetensors    another tiny vrnn-gauss, with run-b/metrics.jsonl
+    checkpoints/rnn-gauss.safetensors     tiny rnn-gauss (no latent variable)
+    examples: `clip_dir` (two 2 s speech-like clips)
+    """
+    import json
+
+    from vrnn import VRNN, preset, save_checkpoint
+
+    d = tmp_path_factory.mktemp("app_checkpoints")
+    specs = [("vrnn-gauss.safetensors", "vrnn-gauss", 1), ("run-b/best.safetensors", "vrnn-gauss", 2),
+             ("rnn-gauss.safetensors", "rnn-gauss", 3)]
+    for name, family, seed in specs:
+        torch.manual_seed(seed)
+        training = {"steps": 10 * seed, "epochs": seed, "wall_time_s": 1.5, "valid_elbo_per_sequence": -9000.0 - seed,
+                    "data": {"corpus": "synthetic"}}
+        save_checkpoint(d / name, VRNN(preset("tiny", family), 0.0, 0.1), training)
+    rows = [{"step": s, "epoch": 0, "train_elbo_per_frame": -300.0 + s, "kl_per_frame": 0.01 * s, "finite": True}
+            for s in (10, 20, 30)] + [{"step": 30, "epoch": 1, "valid_elbo_per_frame": -280.0}]
+    (d / "run-b" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"checkpoints": d, "examples": clip_dir}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 def _cmd_corpus(args: argparse.Namespace) -> int:
     from .data import Corpus, build_corpus
 
-    root = build_corpus(args.out, args.source, progress=not args.quiet)
+    root = build_corpus(args.out, args.source, progress=not args.quiet, layout=args.layout)
     c = Corpus.open(root)
     s = c.meta["splits"]
     print(f"Corpus {root}: {c.meta['n_files']} files from {c.meta['source']['name']}; "
@@ -28,14 +29,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      snapshot_every=args.snapshot_every, num_workers=args.workers)
+                      snapshot_every=args.snapshot_every, num_workers=args.workers,
+                      checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     summary = train(args.data, args.out, preset(args.preset, args.family), cfg, resume=args.resume,
                     device=args.device, progress=not args.quiet)
-    print(json.dumps(summary))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary))
     return 0
 
 
@@ -132,6 +135,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .config import FAMILIES, PRESETS
+    from .data import LAYOUTS
 
     p = argparse.ArgumentParser(prog="python -m vrnn", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -142,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--from", dest="source", default=None,
                    help="folder tree of audio files; default: Debian's asterisk-core-sounds-en-g722 (CC-BY-SA-3.0)")
     c.add_argument("--out", required=True, help="corpus folder to write")
+    c.add_argument("--layout", choices=LAYOUTS, default="auto",
+                   help="source layout: auto recognises TIMIT, LJSpeech and VCTK trees, else a plain folder")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_cmd_corpus)
 
@@ -155,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
     t.add_argument("--seed", type=int, default=0, help="seed for weights, windows and noise")
     t.add_argument("--snapshot-every", type=int, default=500, help="keep a snapshot every N steps (0: none)")
+    t.add_argument("--checkpoint-every", type=int, default=0,
+                   help="also refresh RUN_DIR/last.safetensors every N steps (0: only by time and at epoch ends)")
+    t.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                   help="refresh RUN_DIR/last.safetensors when it is older than this many minutes")
     t.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
     t.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when present)")

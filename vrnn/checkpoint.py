@@ -33,7 +33,21 @@ OPTIM_PREFIX = "optim."
 
 
 class CheckpointError(ValueError):
-    """A file that is not a usable VRNN Explorer checkpoint; the message says why."""
+    """A file that is not a usable VRNN Explorer checkpoint, or one that cannot be written; the message
+    says why."""
+
+
+_FILE_MODE = 0o644  # rw-r--r--, as open() gives under the usual umask; mkstemp alone would give 0o600
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (`.NAME.*.tmp`) that a process killed during `save_checkpoint`
+    left in `folder`; the checkpoints themselves are never touched. Returns what was removed."""
+    removed = []
+    for p in Path(folder).glob(".*.safetensors.*.tmp"):
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
 
 
 def save_checkpoint(path: str | os.PathLike, model: VRNN, training: dict,
@@ -56,28 +70,35 @@ def save_checkpoint(path: str | os.PathLike, model: VRNN, training: dict,
         "normalization": json.dumps({"mean": float(model.x_mean), "std": float(model.x_std)}),
         "training": json.dumps(training),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, _FILE_MODE)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except Exception as e:  # OSError from the file system; safetensors reports write errors as SafetensorError
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if getattr(e, "errno", None) == errno.ENOSPC or f"os error {errno.ENOSPC})" in str(e):
+            raise CheckpointError(f"The disk is full: could not write {path}. The previous checkpoint "
+                                  "there (if any) is intact; free some space and resume.") from None
+        raise CheckpointError(f"Could not write checkpoint {path}: {e}. The previous one is intact.") from None
+    except BaseException:  # KeyboardInterrupt and the like: clean up, then let it through
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable; some file systems cannot fsync a folder, which is harmless
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        if e.errno == errno.ENOSPC:
-            raise CheckpointError(f"The disk is full: could not write {path}. The previous checkpoint "
-                                  "there (if any) is intact; free some space and resume.") from None
-        raise CheckpointError(f"Could not write checkpoint {path}: {e}. The previous one is intact.") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError:
+        pass
     return path
 
 

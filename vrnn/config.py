@@ -85,6 +85,9 @@ class TrainConfig:
     batch_size: 0.5 s windows per update (global, over all processes).
     window_frames: frames per training window (40 frames = 8000 samples = 0.5 s).
     steps: total optimiser updates. snapshot_every: steps between kept snapshots (0 = none).
+    checkpoint_every / checkpoint_minutes: also refresh last.safetensors every N steps (0: off) and
+        whenever it is older than this many minutes, so a crash loses little.
+    max_bad_steps: a streak of this many non-finite steps stops the run.
     """
 
     lr: float = 3e-4
@@ -96,6 +99,8 @@ class TrainConfig:
     snapshot_every: int = 500
     num_workers: int = 0
     max_bad_steps: int = 50
+    checkpoint_every: int = 0
+    checkpoint_minutes: float = 5.0
     extra: dict = field(default_factory=dict)
 
 

@@ -1,11 +1,24 @@
 """Corpora and training windows.
 
 A corpus folder holds:
-    corpus.json        what it was built from, licence, split sizes, normalisation statistics
+    corpus.json        what it was built from (source, layout, licence), split sizes, normalisation statistics
     manifest.jsonl     one line per file: {"file", "split", "offset", "length"} (offset/length in
-                       samples into that split's array; TIMIT files also carry "phones")
+                       samples into that split's array), plus what the layout knows: "speaker",
+                       "text", and for TIMIT "phones" ([[start, end, phone], ...] in 16 kHz samples)
     {train,valid,test}.int16   each split's audio concatenated, raw 16-bit PCM at 16 kHz (memory-mapped)
     wav/...            each file as 16 kHz PCM WAV (for listening and for `--data` elsewhere)
+
+`build_corpus` reads any folder tree of audio and recognises four layouts (`detect_layout`):
+
+    folder    any tree of wav/flac/ogg/mp3/... files; split by file (SHA-1 of the relative path, 90/5/5)
+    timit     TIMIT: {TRAIN,TEST}/DR1..DR8/SPEAKER/*.WAV (NIST SPHERE or RIFF), .PHN phone boundaries;
+              its own TRAIN/TEST split, with 5% of the TRAIN speakers held out as valid
+    ljspeech  LJSpeech: wavs/*.wav and metadata.csv (id|text|normalised text); split by file
+    vctk      VCTK: wav48*/pNNN/*.wav|flac (and txt/pNNN/*.txt); split by speaker (90/5/5 of the
+              speakers, so valid and test voices are never trained on); mic1 only when both mics exist
+
+Memory stays bounded however large the corpus: each file is decoded and resampled in blocks of
+`BLOCK_SECONDS` and appended to its split's array on disk.
 
 The default corpus is Debian's asterisk-core-sounds-en-g722: 568 studio prompts of one professional
 English speaker (Allison Smith), 16 kHz G.722, licence CC-BY-SA-3.0 (Copyright Digium, Inc.).
@@ -13,27 +26,37 @@ English speaker (Allison Smith), 16 kHz G.722, licence CC-BY-SA-3.0 (Copyright D
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, WINDOW_SIZE, AudioError, load_audio
+from .audio import FRAME_SIZE, SAMPLE_RATE, WINDOW_SIZE, AudioError, load_audio
 
 SPLITS = ("train", "valid", "test")
 SPLIT_FRACTIONS = (0.90, 0.05, 0.05)
+TIMIT_VALID_FRACTION = 0.05  # of the TIMIT TRAIN speakers, held out as the valid split
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".sph", ".nist", ".g722"}
+LAYOUTS = ("auto", "folder", "timit", "ljspeech", "vctk")
+BLOCK_SECONDS = 30.0  # s of source audio decoded at a time when building a corpus
 ASTERISK_PACKAGE = "asterisk-core-sounds-en-g722"
 ASTERISK_DIR = "usr/share/asterisk/sounds/en_US_f_Allison"
 ASTERISK_LICENCE = "CC-BY-SA-3.0, Copyright Digium, Inc.; voice: Allison Smith (Debian package asterisk-core-sounds-en-g722)"
 CORPUS_VERSION = 1
+
+_TIMIT_RE = re.compile(r"(?:^|/)(train|test)/(dr[1-8])/([^/]+)/[^/]+$", re.IGNORECASE)
+_VCTK_RE = re.compile(r"(?:^|/)(wav48[^/]*)/([ps]\d+)/[^/]+$", re.IGNORECASE)
 
 
 class CorpusError(RuntimeError):
@@ -52,12 +75,71 @@ def decode_g722(path: str | os.PathLike) -> np.ndarray:
     return np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
 
 
+def _to_int16(x: np.ndarray) -> np.ndarray:
+    """float [-1, 1] -> int16 with the scale libsndfile reads 16-bit PCM with (1/32768), so 16-bit
+    sources (TIMIT, LJSpeech, most wav) are stored sample for sample."""
+    return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+
+
 def read_any(path: Path) -> np.ndarray:
     """Any audio file -> int16 [N] mono at 16 kHz (G.722 via PyAV, the rest via `load_audio`)."""
     if path.suffix.lower() == ".g722":
         return decode_g722(path)
     x, _ = load_audio(path)
-    return np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16)
+    return _to_int16(x)
+
+
+def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, Iterator[np.ndarray]]:
+    """Decode one audio file in blocks, for files of any length in bounded memory.
+
+    Returns (source sample rate in Hz, iterator of int16 [n] mono blocks at 16 kHz): channels averaged,
+    resampled with a streaming soxr resampler (HQ; the same output as `load_audio`'s one-shot soxr),
+    values as `read_any`. Reading uses soundfile (libsndfile: wav, NIST SPHERE, flac, ogg, mp3, ...);
+    G.722 is decoded whole with PyAV.
+
+    Raises AudioError (when opened, or while iterating) for a file that is not readable audio or
+    holds NaN/infinite samples.
+    """
+    import soundfile as sf
+
+    if path.suffix.lower() == ".g722":
+        try:
+            x = decode_g722(path)
+        except Exception as e:  # av.error.*: not G.722
+            raise AudioError(f"'{path.name}' could not be decoded as G.722 ({e}).") from None
+        return SAMPLE_RATE, iter([x])
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as e:  # LibsndfileError and friends
+        raise AudioError(f"'{path.name}' could not be read as audio ({e}).") from None
+
+    def blocks() -> Iterator[np.ndarray]:
+        import soxr
+
+        with f:
+            rate = f.samplerate
+            resampler = (soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+                         if rate != SAMPLE_RATE else None)
+            size = max(1, int(block_seconds * rate))
+            while True:
+                try:
+                    x = f.read(size, dtype="float32", always_2d=True)  # [n, C]
+                except Exception as e:
+                    raise AudioError(f"'{path.name}' could not be decoded ({e}).") from None
+                last = x.shape[0] < size
+                # [n] downmix to mono: the channel mean, as a matrix product (ten times faster than
+                # x.mean(axis=1) over a short axis, and the same numbers for one or two channels)
+                x = x[:, 0] if x.shape[1] == 1 else x @ np.full(x.shape[1], 1.0 / x.shape[1], np.float32)
+                if not np.isfinite(x).all():
+                    raise AudioError(f"'{path.name}' contains NaN or infinite sample values.")
+                if resampler is not None:
+                    x = resampler.resample_chunk(x, last=last)
+                if x.size:
+                    yield _to_int16(x)
+                if last:
+                    return
+
+    return f.samplerate, blocks()
 
 
 def find_asterisk_sounds(cache: Path) -> Path:
@@ -95,11 +177,15 @@ def list_audio(root: Path, exclude_dirs: tuple[str, ...] = ()) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
+def _sha1_order(keys) -> list[str]:
+    return sorted(keys, key=lambda k: hashlib.sha1(k.encode()).hexdigest())
+
+
 def assign_splits(names: list[str]) -> dict[str, str]:
-    """Deterministic split by file: order files by SHA-1 of their relative path, then the first 90%
-    are train, the next 5% valid, the rest test (at least one valid and one test file when there
-    are three or more files)."""
-    order = sorted(names, key=lambda n: hashlib.sha1(n.encode()).hexdigest())
+    """Deterministic split by key (a file's relative path, or a speaker): order keys by SHA-1, then
+    the first 90% are train, the next 5% valid, the rest test (at least one valid and one test key
+    when there are three or more)."""
+    order = _sha1_order(names)
     n = len(order)
     n_valid = max(1, round(SPLIT_FRACTIONS[1] * n)) if n >= 3 else 0
     n_test = max(1, round(SPLIT_FRACTIONS[2] * n)) if n >= 3 else 0
@@ -110,6 +196,159 @@ def assign_splits(names: list[str]) -> dict[str, str]:
     return split
 
 
+@dataclass
+class SourceFile:
+    """One audio file of a source tree, as a layout reader sees it.
+
+    name: its path relative to the source root (the manifest's "file").
+    split: fixed by the layout (TIMIT), or "" to be drawn by `assign_splits` over `group`.
+    group: files of one group share a split (a VCTK speaker); "" means the file is its own group.
+    info: extra manifest fields ("speaker", "text").
+    """
+
+    path: Path
+    name: str
+    split: str = ""
+    group: str = ""
+    info: dict = field(default_factory=dict)
+
+
+def _utterance_base(path: Path) -> Path:
+    """`.../SA1.WAV` and `.../SA1.WAV.wav` (a RIFF copy beside the SPHERE original) -> `.../SA1`."""
+    return path.parent / path.name.split(".", 1)[0]
+
+
+def _sibling(path: Path, suffix: str) -> Path | None:
+    """The file beside `path` with the same utterance name and `suffix` (upper or lower case)."""
+    base = _utterance_base(path)
+    for s in (suffix, suffix.lower()):
+        for cand in (path.with_suffix(s), base.with_name(base.name + s)):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def _ljspeech_root(root: Path) -> Path | None:
+    for d in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+        if (d / "metadata.csv").is_file() and (d / "wavs").is_dir():
+            return d
+    return None
+
+
+def detect_layout(root: Path, names: list[str]) -> str:
+    """Which layout a source tree has: "ljspeech" (metadata.csv beside wavs/, at the root or one
+    folder down), "timit" or "vctk" (most audio files sit where that corpus puts them), else "folder"."""
+    if _ljspeech_root(root) is not None:
+        return "ljspeech"
+    for layout, pattern in (("timit", _TIMIT_RE), ("vctk", _VCTK_RE)):
+        if names and sum(bool(pattern.search(n)) for n in names) * 2 >= len(names):
+            return layout
+    return "folder"
+
+
+def scan_source(root: Path, layout: str = "auto", exclude_dirs: tuple[str, ...] = ()) -> tuple[str, list[SourceFile]]:
+    """List a source tree's audio files with their fixed splits, split groups and metadata.
+
+    Returns (layout, files sorted by relative path). Raises CorpusError for an unknown layout.
+    """
+    if layout not in LAYOUTS:
+        raise CorpusError(f"Unknown corpus layout {layout!r}; choose one of {', '.join(LAYOUTS)}.")
+    paths = list_audio(root, exclude_dirs)
+    names = [p.relative_to(root).as_posix() for p in paths]
+    if layout == "auto":
+        layout = detect_layout(root, names)
+    files = [SourceFile(p, n) for p, n in zip(paths, names, strict=True)]
+    if layout == "timit":
+        files = _scan_timit(files)
+    elif layout == "vctk":
+        files = _scan_vctk(root, files)
+    elif layout == "ljspeech":
+        files = _scan_ljspeech(root, files)
+    return layout, files
+
+
+def _scan_timit(files: list[SourceFile]) -> list[SourceFile]:
+    """TIMIT: keep {TRAIN,TEST}/DRn/SPEAKER/UTT files, one per utterance (the SPHERE original when a
+    RIFF copy `UTT.WAV.wav` sits beside it); the TEST folder is the test split; 5% of the TRAIN
+    speakers (by SHA-1 of their id, whole speakers) are the valid split."""
+    chosen: dict[str, SourceFile] = {}
+    for f in files:
+        m = _TIMIT_RE.search(f.name)
+        if not m:
+            continue
+        key = _utterance_base(Path(f.name)).as_posix().lower()
+        if key in chosen and len(chosen[key].name) <= len(f.name):
+            continue
+        speaker = m.group(3).upper()
+        f.split = "train" if m.group(1).lower() == "train" else "test"
+        f.group = speaker
+        f.info = {"speaker": speaker}
+        txt = _sibling(f.path, ".TXT")
+        if txt is not None:
+            words = txt.read_text(errors="replace").split()
+            f.info["text"] = " ".join(words[2:])  # "start end words..."
+        chosen[key] = f
+    train_speakers = sorted({f.group for f in chosen.values() if f.split == "train"})
+    n_valid = max(1, round(TIMIT_VALID_FRACTION * len(train_speakers))) if len(train_speakers) >= 2 else 0
+    valid = set(_sha1_order(train_speakers)[:n_valid])
+    for f in chosen.values():
+        if f.split == "train" and f.group in valid:
+            f.split = "valid"
+    return sorted(chosen.values(), key=lambda f: f.name)
+
+
+def _scan_vctk(root: Path, files: list[SourceFile]) -> list[SourceFile]:
+    """VCTK: wav48*/SPEAKER/*; split by speaker; keep mic1 where a mic1/mic2 pair exists (VCTK 0.92:
+    mic1 is the microphone of the earlier releases); text from txt/SPEAKER/UTT.txt when present."""
+    mic1 = {f.name.rsplit("_mic1", 1)[0] for f in files if f.path.stem.endswith("_mic1")}
+    out = []
+    for f in files:
+        m = _VCTK_RE.search(f.name)
+        if not m:
+            continue
+        stem = f.path.stem
+        if stem.endswith("_mic2") and f.name.rsplit("_mic2", 1)[0] in mic1:
+            continue
+        speaker = m.group(2)
+        f.group, f.info = speaker, {"speaker": speaker}
+        vctk_root = root / f.name[: m.start(1)] if m.start(1) else root
+        utt = stem.removesuffix("_mic1").removesuffix("_mic2")
+        txt = vctk_root / "txt" / speaker / f"{utt}.txt"
+        if txt.is_file():
+            f.info["text"] = txt.read_text(errors="replace").strip()
+        out.append(f)
+    return out
+
+
+def _scan_ljspeech(root: Path, files: list[SourceFile]) -> list[SourceFile]:
+    """LJSpeech: wavs/*.wav with their normalised transcription from metadata.csv (id|text|normalised);
+    one speaker, so split by file."""
+    lj = _ljspeech_root(root)
+    texts = {}
+    for line in (lj / "metadata.csv").read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split("|")
+        if len(parts) >= 2:
+            texts[parts[0]] = parts[2] if len(parts) >= 3 and parts[2] else parts[1]
+    wavs = (lj / "wavs").relative_to(root).as_posix()
+    prefix = "" if wavs == "." else wavs + "/"
+    out = []
+    for f in files:
+        if not f.name.startswith(prefix):
+            continue
+        f.info = {"speaker": "LJ"}
+        if f.path.stem in texts:
+            f.info["text"] = texts[f.path.stem]
+        out.append(f)
+    return out
+
+
+def _resolve_splits(files: list[SourceFile]) -> None:
+    free = [f for f in files if not f.split]
+    drawn = assign_splits(sorted({f.group or f.name for f in free}))
+    for f in free:
+        f.split = drawn[f.group or f.name]
+
+
 def _fingerprint(root: Path, files: list[Path]) -> str:
     h = hashlib.sha1()
     for p in files:
@@ -118,106 +357,148 @@ def _fingerprint(root: Path, files: list[Path]) -> str:
     return h.hexdigest()
 
 
-def build_corpus(out: str | os.PathLike, source: str | os.PathLike | None = None, progress: bool = True) -> Path:
+def build_corpus(out: str | os.PathLike, source: str | os.PathLike | None = None, progress: bool = True,
+                 layout: str = "auto") -> Path:
     """Build (or reuse) a corpus folder from the Debian speech package or from any folder of audio.
 
     Args:
         out: corpus folder to write.
-        source: folder tree of audio files (wav/flac/ogg/mp3/sph/g722, any rate and channels);
-            None for the Allison Smith English prompts (asterisk-core-sounds-en-g722, CC-BY-SA-3.0),
-            without the `silence/` folder.
-        progress: show a tqdm progress bar.
+        source: folder tree of audio files (wav/flac/ogg/mp3/NIST SPHERE/g722, any rate and channels),
+            in any of the layouts of the module docstring; None for the Allison Smith English prompts
+            (asterisk-core-sounds-en-g722, CC-BY-SA-3.0), without the `silence/` folder.
+        progress: show a tqdm progress bar (files, and minutes of audio so far).
+        layout: one of LAYOUTS; "auto" recognises TIMIT, LJSpeech and VCTK trees (`detect_layout`).
 
     Returns the corpus folder. Idempotent: if `out` already holds a corpus built from the same files
-    (same relative paths and sizes), nothing is redone. Memory stays bounded: files are decoded one
-    at a time and appended to each split's int16 array.
+    (same relative paths and sizes) with the same layout, nothing is redone. Memory stays bounded
+    (tens of MB over the interpreter, whatever the corpus and file sizes): files are decoded one at
+    a time, in blocks (`read_blocks`), and appended to each split's int16 array on disk. Unreadable
+    files are skipped and listed in corpus.json ("skipped").
 
-    Raises CorpusError when the source holds no readable audio or cannot be obtained.
+    Raises CorpusError when the source holds no readable audio, cannot be obtained, or the disk
+    fills up (the half-built corpus then has no corpus.json, so it is never mistaken for a good one).
     """
     from tqdm import tqdm
 
     out = Path(out)
     if source is None:
         root = find_asterisk_sounds(out / "_cache")
-        files = list_audio(root, exclude_dirs=("silence",))
+        layout, items = scan_source(root, "folder", exclude_dirs=("silence",))
         description = {"name": "asterisk-core-sounds-en-g722 (en_US_f_Allison)", "licence": ASTERISK_LICENCE}
     else:
         root = Path(source)
         if not root.is_dir():
             raise CorpusError(f"{root} is not a folder of audio files.")
-        files = list_audio(root)
+        layout, items = scan_source(root, layout)
         description = {"name": str(root.resolve()), "licence": "as given by the source"}
-    if not files:
-        raise CorpusError(f"No audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) found under {root}.")
-    fingerprint = _fingerprint(root, files)
+    if not items:
+        raise CorpusError(f"No audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) found under {root}"
+                          + (f" in the {layout} layout." if layout != "folder" else "."))
+    _resolve_splits(items)
+    fingerprint = _fingerprint(root, [f.path for f in items])
     meta_path = out / "corpus.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
-        if meta.get("fingerprint") == fingerprint and meta.get("version") == CORPUS_VERSION:
+        if (meta.get("fingerprint") == fingerprint and meta.get("version") == CORPUS_VERSION
+                and meta.get("layout", "folder") == layout):
             return out
+        meta_path.unlink()  # the folder is not a valid corpus until this build completes
     out.mkdir(parents=True, exist_ok=True)
-    names = [p.relative_to(root).as_posix() for p in files]
-    splits = assign_splits(names)
-    tmp = {s: open(out / f"{s}.int16.partial", "wb") for s in SPLITS}
-    offsets = dict.fromkeys(SPLITS, 0)
-    # running sums in float64 over the train split for the global normalisation statistics
-    total, total_sq = 0.0, 0.0
-    rows, skipped = [], []
     try:
-        for path, name in tqdm(list(zip(files, names)), desc="corpus", unit="file", disable=not progress):
-            try:
-                x = read_any(path)
-            except (AudioError, CorpusError, OSError) as e:
-                skipped.append({"file": name, "reason": str(e)})
-                continue
-            if x.size == 0:
-                skipped.append({"file": name, "reason": "no samples"})
-                continue
-            split = splits[name]
-            tmp[split].write(x.tobytes())
-            row = {"file": name, "split": split, "offset": offsets[split], "length": int(x.size)}
-            phn = path.with_suffix(".PHN") if path.with_suffix(".PHN").exists() else path.with_suffix(".phn")
-            if phn.exists():
-                row["phones"] = read_phones(phn)
-            rows.append(row)
-            offsets[split] += int(x.size)
-            if split == "train":
-                xf = x.astype(np.float64) / 32768.0
-                total += xf.sum()
-                total_sq += (xf * xf).sum()
-            wav_path = out / "wav" / Path(name).with_suffix(".wav")
-            wav_path.parent.mkdir(parents=True, exist_ok=True)
-            import soundfile as sf
-
-            sf.write(wav_path, x, SAMPLE_RATE, subtype="PCM_16")
-    finally:
-        for f in tmp.values():
-            f.close()
+        rows, skipped, offsets, total, total_sq = _write_splits(out, items, progress, tqdm)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise CorpusError(f"The disk is full: could not finish the corpus in {out}. Free some space "
+                              "and run the same command again.") from None
+        raise
     if not rows:
-        raise CorpusError(f"None of the {len(files)} files under {root} could be read.")
-    for s in SPLITS:
-        os.replace(out / f"{s}.int16.partial", out / f"{s}.int16")
+        raise CorpusError(f"None of the {len(items)} files under {root} could be read, e.g. {skipped[0]}.")
     n_train = offsets["train"]
     if n_train == 0:
         raise CorpusError("The train split is empty.")
     mean = total / n_train
     std = float(np.sqrt(max(total_sq / n_train - mean * mean, 1e-12)))
-    with open(out / "manifest.jsonl", "w") as f:
+    with open(out / "manifest.jsonl.partial", "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
+    for s in SPLITS:
+        os.replace(out / f"{s}.int16.partial", out / f"{s}.int16")
+    os.replace(out / "manifest.jsonl.partial", out / "manifest.jsonl")
     meta = {
-        "version": CORPUS_VERSION, "source": description, "fingerprint": fingerprint,
+        "version": CORPUS_VERSION, "source": description, "layout": layout, "fingerprint": fingerprint,
         "sample_rate": SAMPLE_RATE, "n_files": len(rows), "skipped": skipped,
         "splits": {s: {"files": sum(r["split"] == s for r in rows), "samples": offsets[s],
                        "seconds": offsets[s] / SAMPLE_RATE} for s in SPLITS},
         "normalization": {"mean": mean, "std": std},
     }
-    meta_path.write_text(json.dumps(meta, indent=2))
+    (out / "corpus.json.partial").write_text(json.dumps(meta, indent=2))
+    os.replace(out / "corpus.json.partial", meta_path)  # written last: its presence marks a complete corpus
     return out
 
 
+def _write_splits(out: Path, items: list[SourceFile], progress: bool, tqdm):
+    """Decode every file block by block into {split}.int16.partial and wav/; returns the manifest rows,
+    the skipped files, the split sizes and float64 sums of x and x^2 over the train split."""
+    import soundfile as sf
+
+    tmp = {s: open(out / f"{s}.int16.partial", "wb") for s in SPLITS}
+    offsets = dict.fromkeys(SPLITS, 0)
+    total, total_sq = 0.0, 0.0  # running sums over the train split, for the global normalisation
+    rows, skipped = [], []
+    bar = tqdm(items, desc="corpus", unit="file", disable=not progress)
+    try:
+        for item in bar:
+            split, dest = item.split, tmp[item.split]
+            wav_path = out / "wav" / Path(item.name).with_suffix(".wav")
+            n, s1, s2, wav = 0, 0.0, 0.0, None
+            try:
+                rate, blocks = read_blocks(item.path)
+                for x in blocks:  # int16 [n] at 16 kHz
+                    dest.write(x.tobytes())
+                    if wav is None:
+                        wav_path.parent.mkdir(parents=True, exist_ok=True)
+                        wav = sf.SoundFile(wav_path, "w", SAMPLE_RATE, 1, "PCM_16")
+                    wav.write(x)
+                    n += x.size
+                    if split == "train":
+                        xf = x.astype(np.float64) / 32768.0
+                        s1 += float(xf.sum())
+                        s2 += float(np.dot(xf, xf))
+                if n < FRAME_SIZE:
+                    raise AudioError(f"'{item.path.name}' has {n} samples at 16 kHz; at least one "
+                                     f"{FRAME_SIZE}-sample frame is needed." if n else "no samples")
+            except (AudioError, CorpusError) as e:
+                dest.seek(offsets[split])  # roll this file back out of its split's array
+                dest.truncate()
+                if wav is not None:
+                    wav.close()
+                    wav = None
+                    wav_path.unlink(missing_ok=True)
+                skipped.append({"file": item.name, "reason": str(e)})
+                continue
+            finally:
+                if wav is not None:
+                    wav.close()
+            row = {"file": item.name, "split": split, "offset": offsets[split], "length": n, **item.info}
+            phn = _sibling(item.path, ".PHN")
+            if phn is not None:
+                scale = SAMPLE_RATE / rate
+                row["phones"] = [[round(a * scale), round(b * scale), p] for a, b, p in read_phones(phn)]
+            rows.append(row)
+            offsets[split] += n
+            total += s1
+            total_sq += s2
+            if progress:
+                bar.set_postfix(audio=f"{sum(offsets.values()) / SAMPLE_RATE / 60:.1f} min", refresh=False)
+    finally:
+        bar.close()
+        for f in tmp.values():
+            f.close()
+    return rows, skipped, offsets, total, total_sq
+
+
 def read_phones(path: Path) -> list[list]:
-    """TIMIT .PHN file -> [[start_sample, end_sample, phone], ...] (16 kHz sample indices)."""
+    """TIMIT .PHN file -> [[start_sample, end_sample, phone], ...] (sample indices of the source file)."""
     rows = []
     for line in path.read_text().splitlines():
         parts = line.split()
@@ -235,12 +516,12 @@ class Corpus:
     manifest: list[dict]
 
     @classmethod
-    def open(cls, root: str | os.PathLike) -> "Corpus":
-        """Raises CorpusError when `root` is not a corpus folder."""
+    def open(cls, root: str | os.PathLike) -> Corpus:
+        """Raises CorpusError when `root` is not a (complete) corpus folder."""
         root = Path(root)
         if not (root / "corpus.json").is_file():
-            raise CorpusError(f"{root} is not a corpus folder (no corpus.json); build one with "
-                              "'python -m vrnn corpus --out DIR'.")
+            raise CorpusError(f"{root} is not a corpus folder (no corpus.json; a build that did not finish "
+                              "leaves none); build one with 'python -m vrnn corpus --out DIR'.")
         meta = json.loads((root / "corpus.json").read_text())
         manifest = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines() if line]
         return cls(root, meta, manifest)
@@ -274,11 +555,33 @@ def sequence_chunks(waveforms: list[np.ndarray], window: int = WINDOW_SIZE) -> n
 
 
 def split_chunks(corpus: Corpus, split: str, window: int = WINDOW_SIZE) -> np.ndarray:
-    """float32 [S, window] waveform chunks (in [-1, 1]) of every file in `split`."""
+    """float32 [S, window] waveform chunks (in [-1, 1]) of every file in `split` (all in memory;
+    see `chunk_starts` + `read_windows` for the streamed equivalent)."""
     audio = corpus.audio(split)
     waves = [np.asarray(audio[r["offset"]: r["offset"] + r["length"]], dtype=np.float32) / 32768.0
              for r in corpus.files(split)]
     return sequence_chunks(waves, window)
+
+
+def chunk_starts(corpus: Corpus, split: str, window: int = WINDOW_SIZE) -> np.ndarray:
+    """int64 [S]: where each chunk of `split_chunks(corpus, split, window)` starts in the split's
+    array (samples), in the same order, without reading any audio."""
+    parts = [r["offset"] + window * np.arange(r["length"] // window, dtype=np.int64) for r in corpus.files(split)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def read_windows(audio: np.ndarray, starts: np.ndarray, window: int = WINDOW_SIZE) -> np.ndarray:
+    """float32 [len(starts), window] in [-1, 1]: the windows of a split's int16 array at `starts`."""
+    if len(starts) == 0:
+        return np.zeros((0, window), np.float32)
+    return np.stack([audio[o: o + window] for o in starts]).astype(np.float32) / 32768.0
+
+
+def ignore_signals_in_worker(_worker_id: int = 0) -> None:
+    """DataLoader `worker_init_fn`: workers ignore Ctrl-C and SIGTERM, so that the training process
+    alone decides when to stop (it saves a checkpoint first) and shuts its workers down itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class WindowBatches(torch.utils.data.Dataset):
@@ -287,6 +590,8 @@ class WindowBatches(torch.utils.data.Dataset):
     Item b of epoch e is this rank's share of global batch b: float32 [B_local, window] in [-1, 1].
     Window offsets depend only on (seed, epoch), so any process can rebuild any batch: resuming
     restarts at the next batch, and rank r of W takes rows r, r+W, ... of the global batch.
+    An epoch has (split samples // window) // batch_size batches (at least one). Safe to use from
+    DataLoader worker processes: the memory map is opened lazily in each process.
     """
 
     def __init__(self, corpus_root: str | os.PathLike, split: str, batch_size: int, epoch: int, seed: int,
@@ -301,18 +606,19 @@ class WindowBatches(torch.utils.data.Dataset):
         self.n_batches = max(1, (n // window) // batch_size)
         rng = np.random.default_rng([seed, epoch])
         self.offsets = rng.integers(0, n - window + 1, size=(self.n_batches, batch_size))
-        self.start_batch = start_batch
+        self.start_batch = min(start_batch, self.n_batches)
         self._audio = None
 
     def __len__(self) -> int:
         return self.n_batches - self.start_batch
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
         if self._audio is None:  # opened lazily, once per worker process
             self._audio = np.memmap(self.path, dtype=np.int16, mode="r")
         offs = self.offsets[self.start_batch + i][self.rank::self.world_size]
-        x = np.stack([self._audio[o: o + self.window] for o in offs]).astype(np.float32) / 32768.0
-        return torch.from_numpy(x)  # [B_local, window]
+        return torch.from_numpy(read_windows(self._audio, offs, self.window))  # [B_local, window]
 
 
 def copy_examples(corpus: Corpus, dest: Path, names: list[str]) -> None:

@@ -13,11 +13,16 @@ Notation (batch first, [B, T, D]):
 Only what feeds the recurrence runs inside the time loop (the encoder, phi_z and the LSTM cell).
 phi_x runs over all steps at once, and the first layers' input projections of the encoder and the
 LSTM are precomputed for all steps; the prior and the decoder run batched on the stacked states.
+Products that share an input are fused into one (h_{t-1} feeds the encoder and the gates), long
+inputs run in blocks of BLOCK_FRAMES steps, and the RNN baselines, whose recurrence has no feedback,
+use the library's LSTM. Generation must run every network at every step; it fuses the same way.
+The speed and its measurements: benchmarks/README.md; equality with a straightforward per-step
+implementation: tests/test_reference.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -27,6 +32,7 @@ from .config import ModelConfig
 from .distributions import gaussian_kl, gaussian_log_prob, gmm_log_prob, std_from_raw
 
 INIT_RANGE = 0.08  # weights ~ U(-0.08, 0.08), as the authors' code (jych/nips2015_vrnn)
+BLOCK_FRAMES = 1024  # steps per block of a long input (12.8 s): bounds the batched activations' memory
 
 
 def mlp(in_dim: int, sizes: tuple[int, ...]) -> nn.Sequential:
@@ -182,73 +188,112 @@ class VRNN(nn.Module):
 
         Returns:
             VRNNOutput with per-step log p(x_t | .), KL_t and the latent statistics, all [B, T(, Z)].
+
+        Long inputs run in blocks of BLOCK_FRAMES steps, the LSTM state carried from one block to the
+        next, so that the batched networks' activations stay bounded (a 10 minute clip is 48,000 steps).
         """
         c = self.config
         B, T, _ = x.shape
-        H = c.h_dim
-        px = self.phi_x(x)  # [B, T, Dx], all steps at once
-        W_ih, W_hh = self.rnn.weight_ih, self.rnn.weight_hh
-        dx = px.shape[-1]
-        if not c.has_latent:
-            return self._forward_rnn(x, px)
-        # Input projections of the encoder's first layer and of the LSTM, precomputed for all steps.
-        enc_first: nn.Linear = self.encoder[0]
-        enc_x = F.linear(px, enc_first.weight[:, :dx], enc_first.bias)  # [B, T, E1]
-        gates_x = F.linear(px, W_ih[:, :dx], self.rnn.bias_ih + self.rnn.bias_hh)  # [B, T, 4H]
-        # h_{t-1} feeds both the encoder's first layer and the LSTM gates: one matmul per step.
-        W_h = torch.cat([enc_first.weight[:, dx:], W_hh], dim=0)  # [E1 + 4H, H]
-        W_z = W_ih[:, dx:]  # [4H, Dz]
-        E1 = enc_first.weight.shape[0]
-        enc_rest = self.encoder[1:]
+        sample = sample and c.has_latent
         if sample and noise is None:
             noise = torch.randn(B, T, c.z_dim, generator=generator, device=x.device, dtype=x.dtype)
-        h = x.new_zeros(B, H)
-        cell = x.new_zeros(B, H)
-        hs, mus, sigmas, zs, phi_zs = [], [], [], [], []
-        for t in range(T):
+        weights = self._recurrence_weights() if c.has_latent else None
+        state = (x.new_zeros(B, c.h_dim), x.new_zeros(B, c.h_dim))  # (h_0, c_0)
+        outs = []
+        for s in range(0, T, BLOCK_FRAMES):
+            block = x[:, s:s + BLOCK_FRAMES]
+            if c.has_latent:
+                eps = noise[:, s:s + BLOCK_FRAMES] if sample else None
+                out, state = self._forward_block(block, eps, state, weights)
+            else:
+                out, state = self._forward_rnn(block, state)
+            outs.append(out)
+        if len(outs) == 1:
+            return outs[0]
+        cat = lambda name: torch.cat([getattr(o, name) for o in outs], 1)  # noqa: E731
+        return VRNNOutput(**{f.name: None if getattr(out, f.name) is None else cat(f.name) for f in fields(out)})
+
+    def _recurrence_weights(self) -> dict:
+        """The weights of the time loop, fused where one input feeds several networks and stored
+        [in, out] (contiguous), the faster layout for the loop's small-batch products."""
+        dx = self.config.phi_x[-1]
+        enc_first: nn.Linear = self.encoder[0]
+        W_ih, W_hh = self.rnn.weight_ih, self.rnn.weight_hh
+        return {
+            # phi_x(x_t) -> [encoder layer 1 (x part) | gates], with both LSTM biases: batched over steps
+            "W_x": torch.cat([enc_first.weight[:, :dx], W_ih[:, :dx]]),  # [E1 + 4H, Dx]
+            "b_x": torch.cat([enc_first.bias, self.rnn.bias_ih + self.rnn.bias_hh]),  # [E1 + 4H]
+            # h_{t-1} -> [encoder layer 1 (h part) | gates]: one product per step
+            "W_h": torch.cat([enc_first.weight[:, dx:], W_hh]).t().contiguous(),  # [H, E1 + 4H]
+            "W_z": W_ih[:, dx:].t().contiguous(),  # [Dz, 4H]
+            "enc_rest": _linears(self.encoder[2:]),  # the encoder's layers after the first
+            "head": (self.encoder_head.weight.t().contiguous(), self.encoder_head.bias),  # [E, 2Z]
+            "phi_z": _linears(self.phi_z),
+        }
+
+    def _forward_block(self, x: torch.Tensor, eps: torch.Tensor | None, state: tuple[torch.Tensor, torch.Tensor],
+                       w: dict) -> tuple[VRNNOutput, tuple[torch.Tensor, torch.Tensor]]:
+        """VRNN pass over x [B, T, X] from state (h, c) [B, H]; eps [B, T, Z], or None for the mean path.
+
+        Only the encoder, phi_z and the LSTM run inside the loop; phi_x and the input projections of
+        the encoder's first layer and of the LSTM run before it for all steps, the prior and the
+        decoder after it on the stacked states.
+        """
+        Z, sigma_min = self.config.z_dim, self.config.sigma_min
+        E1 = self.encoder[0].weight.shape[0]
+        px = self.phi_x(x)  # [B, T, Dx], all steps at once
+        pre = F.linear(px.transpose(0, 1), w["W_x"], w["b_x"]).unbind(0)  # T x [B, E1 + 4H], time major
+        steps = eps.transpose(0, 1).unbind(0) if eps is not None else None  # T x [B, Z]
+        W_h, W_z, enc_rest, phi_z = w["W_h"], w["W_z"], w["enc_rest"], w["phi_z"]
+        head_w, head_b = w["head"]
+        h, cell = state
+        hs, raws, zs, phi_zs = [], [], [], []
+        for t in range(len(pre)):
             hs.append(h)  # h_{t-1}
-            proj = h @ W_h.t()  # [B, E1 + 4H]
-            e = enc_rest(torch.relu(enc_x[:, t] + proj[:, :E1]))
-            mu, sigma = self._gaussian(self.encoder_head(e))  # q(z_t | x_t, h_{t-1}), eq. (9)
-            z = mu + sigma * noise[:, t] if sample else mu  # reparameterised
-            pz = self.phi_z(z)
-            gates = torch.addmm(gates_x[:, t] + proj[:, E1:], pz, W_z.t())  # [B, 4H], order i, f, g, o
-            i, f, g, o = gates.chunk(4, dim=-1)
-            cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(cell)  # eq. (7)
-            mus.append(mu)
-            sigmas.append(sigma)
-            zs.append(z)
+            proj = torch.addmm(pre[t], h, W_h)  # [B, E1 + 4H]
+            e = proj[:, :E1].relu()
+            for wt, b in enc_rest:
+                e = torch.addmm(b, e, wt).relu()
+            raw = torch.addmm(head_b, e, head_w)  # [B, 2Z]: mu and raw sigma of q(z_t | x_t, h_{t-1}), eq. (9)
+            z = raw[:, :Z]
+            if steps is not None:  # reparameterised: z = mu + sigma * eps
+                z = torch.addcmul(z, std_from_raw(raw[:, Z:], sigma_min), steps[t])
+                zs.append(z)
+            pz = z
+            for wt, b in phi_z:
+                pz = torch.addmm(b, pz, wt).relu()
+            h, cell = _lstm_pointwise(torch.addmm(proj[:, E1:], pz, W_z), cell)  # eq. (7)
+            raws.append(raw)
             phi_zs.append(pz)
         h_prev = torch.stack(hs, 1)  # [B, T, H]
-        mu_q, sigma_q, z = torch.stack(mus, 1), torch.stack(sigmas, 1), torch.stack(zs, 1)  # [B, T, Z]
+        mu_q, sigma_q = self._gaussian(torch.stack(raws, 1))  # [B, T, Z]
+        z = torch.stack(zs, 1) if steps is not None else mu_q  # [B, T, Z]
         mu_p, sigma_p = self.prior_params(h_prev)  # [B, T, Z], eq. (5)
         dec = self.decoder_params(torch.stack(phi_zs, 1), h_prev)  # eq. (6)
-        return VRNNOutput(
+        out = VRNNOutput(
             log_px=self.output_log_prob(x, dec),
             kl=gaussian_kl(mu_q, sigma_q, mu_p, sigma_p),
             log_pz=gaussian_log_prob(z, mu_p, sigma_p),
             log_qz=gaussian_log_prob(z, mu_q, sigma_q),
             posterior_mean=mu_q, posterior_std=sigma_q, prior_mean=mu_p, prior_std=sigma_p, z=z,
         )
+        return out, (h, cell)
 
-    def _forward_rnn(self, x: torch.Tensor, px: torch.Tensor) -> VRNNOutput:
-        """RNN baselines: h_t = LSTM(phi_x(x_t), h_{t-1}); p(x_t | h_{t-1}). Exact log-likelihood."""
-        B, T, _ = x.shape
-        H = self.config.h_dim
-        gates_x = F.linear(px, self.rnn.weight_ih, self.rnn.bias_ih + self.rnn.bias_hh)  # [B, T, 4H]
-        W_hh = self.rnn.weight_hh
-        h = x.new_zeros(B, H)
-        cell = x.new_zeros(B, H)
-        hs = []
-        for t in range(T):
-            hs.append(h)
-            i, f, g, o = torch.addmm(gates_x[:, t], h, W_hh.t()).chunk(4, dim=-1)
-            cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(cell)
-        h_prev = torch.stack(hs, 1)  # [B, T, H]
+    def _forward_rnn(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+                     ) -> tuple[VRNNOutput, tuple[torch.Tensor, torch.Tensor]]:
+        """RNN baselines: h_t = LSTM(phi_x(x_t), h_{t-1}); p(x_t | h_{t-1}). Exact log-likelihood.
+
+        Nothing feeds back into the recurrence, so the whole block goes through the library's LSTM
+        (oneDNN on CPU, cuDNN on CUDA) with the cell's own weights.
+        """
+        r = self.rnn
+        h0, c0 = state
+        hs, h_n, c_n = torch.lstm(self.phi_x(x), (h0[None], c0[None]),
+                                  [r.weight_ih, r.weight_hh, r.bias_ih, r.bias_hh],
+                                  True, 1, 0.0, self.training, False, True)  # hs [B, T, H]: h_1 .. h_T
+        h_prev = torch.cat([h0[:, None], hs[:, :-1]], 1)  # [B, T, H]: h_0 .. h_{T-1}
         log_px = self.output_log_prob(x, self.decoder_params(None, h_prev))
-        return VRNNOutput(log_px=log_px, kl=torch.zeros_like(log_px))
+        return VRNNOutput(log_px=log_px, kl=torch.zeros_like(log_px)), (h_n[0], c_n[0])
 
     @torch.no_grad()
     def sample(self, n_frames: int, batch_size: int = 1, generator: torch.Generator | None = None,
@@ -257,22 +302,97 @@ class VRNN(nn.Module):
 
         Each step draws z_t from the prior p(z_t | h_{t-1}) (never the encoder), x_t from
         p(x_t | z_t, h_{t-1}) (its mean if output_noise=False), then h_t = LSTM([phi_x(x_t), phi_z(z_t)], h_{t-1}).
+        Every network runs at every step; the products that share an input are fused into one
+        (h_{t-1}: prior, decoder and LSTM; phi_z(z_t): decoder and LSTM). Random draws per step, in
+        this order: eps_z [B, Z], the mixture component [B, 1] (GMMs), eps_x [B, X].
         """
         c = self.config
+        H, Z, X = c.h_dim, c.z_dim, c.x_dim
         dev, dtype = self.x_mean.device, self.rnn.weight_hh.dtype
-        h = torch.zeros(batch_size, c.h_dim, device=dev, dtype=dtype)
+        W_ih, dec_first = self.rnn.weight_ih, self.decoder[0]
+        dx = c.phi_x[-1]
+        dz = dec_first.weight.shape[1] - H  # phi_z width (0 for RNNs)
+        D1 = dec_first.weight.shape[0]
+        # h_{t-1} -> [prior layer 1 | decoder layer 1 (h part) | gates]; all biases of the gates here.
+        hw = [dec_first.weight[:, dz:], self.rnn.weight_hh]
+        hb = [dec_first.bias, self.rnn.bias_ih + self.rnn.bias_hh]
+        P1 = 0
+        if c.learned_prior:
+            hw.insert(0, self.prior[0].weight)
+            hb.insert(0, self.prior[0].bias)
+            P1 = self.prior[0].weight.shape[0]
+            prior_rest = _linears(self.prior[2:])
+            prior_head = self.prior_head.weight.t().contiguous(), self.prior_head.bias
+        W_h, b_h = torch.cat(hw).t().contiguous(), torch.cat(hb)  # [H, P1 + D1 + 4H]
+        if c.has_latent:
+            phi_z = _linears(self.phi_z)
+            # phi_z(z_t) -> [decoder layer 1 (z part) | gates]
+            W_z = torch.cat([dec_first.weight[:, :dz], W_ih[:, dx:]]).t().contiguous()  # [Dz, D1 + 4H]
+        W_x = W_ih[:, :dx].t().contiguous()  # [Dx, 4H]
+        dec_rest = _linears(self.decoder[2:])
+        dec_head = self.decoder_head.weight.t().contiguous(), self.decoder_head.bias
+        phi_x = _linears(self.phi_x)
+        sigma_min = c.sigma_min
+        h = torch.zeros(batch_size, H, device=dev, dtype=dtype)
         cell = torch.zeros_like(h)
-        out = torch.empty(batch_size, n_frames, c.x_dim, device=dev, dtype=dtype)
+        out = torch.empty(batch_size, n_frames, X, device=dev, dtype=dtype)
         for t in range(n_frames):
+            hp = torch.addmm(b_h, h, W_h)  # [B, P1 + D1 + 4H]
+            gates = hp[:, P1 + D1:]
+            d = hp[:, P1:P1 + D1]
             if c.has_latent:
-                mu, sigma = self.prior_params(h)
-                z = mu + sigma * torch.randn(mu.shape, generator=generator, device=dev, dtype=dtype)
-                pz = self.phi_z(z)
-                x_t = self.sample_output(self.decoder_params(pz, h), generator, output_noise)
-                inp = torch.cat([self.phi_x(x_t), pz], dim=-1)
-            else:
-                x_t = self.sample_output(self.decoder_params(None, h), generator, output_noise)
-                inp = self.phi_x(x_t)
-            h, cell = self.rnn(inp, (h, cell))
+                eps = torch.randn((batch_size, Z), generator=generator, device=dev, dtype=dtype)
+                if c.learned_prior:  # p(z_t | h_{t-1}), eq. (5)
+                    a = hp[:, :P1].relu()
+                    for w, b in prior_rest:
+                        a = torch.addmm(b, a, w).relu()
+                    raw = torch.addmm(prior_head[1], a, prior_head[0])  # [B, 2Z]
+                    z = torch.addcmul(raw[:, :Z], std_from_raw(raw[:, Z:], sigma_min), eps)
+                else:  # N(0, I): z = 0 + 1 * eps
+                    z = eps
+                pz = z
+                for w, b in phi_z:
+                    pz = torch.addmm(b, pz, w).relu()
+                zp = torch.mm(pz, W_z)  # [B, D1 + 4H]
+                d = d + zp[:, :D1]
+                gates = gates + zp[:, D1:]
+            d = d.relu()
+            for w, b in dec_rest:  # p(x_t | z_t, h_{t-1}), eq. (6)
+                d = torch.addmm(b, d, w).relu()
+            x_t = self._sample_head(torch.addmm(dec_head[1], d, dec_head[0]), generator, output_noise)
             out[:, t] = x_t
+            p = x_t
+            for w, b in phi_x:
+                p = torch.addmm(b, p, w).relu()
+            h, cell = _lstm_pointwise(torch.addmm(gates, p, W_x), cell)  # eq. (7)
         return out
+
+    def _sample_head(self, raw: torch.Tensor, generator: torch.Generator | None, noise: bool) -> torch.Tensor:
+        """x_t [B, X] from the decoder head's raw output [B, out] (as `sample_output` on `decoder_params`)."""
+        c = self.config
+        X = c.x_dim
+        if c.gmm_output:
+            K = c.n_components
+            k = torch.multinomial(torch.softmax(raw[:, :K], -1), 1, generator=generator)  # [B, 1]
+            comp = raw[:, K:].view(-1, K, 2 * X).gather(1, k[:, :, None].expand(-1, 1, 2 * X))[:, 0]  # [B, 2X]
+            mu, s = comp[:, :X], comp[:, X:]
+        else:
+            mu, s = raw[:, :X], raw[:, X:]
+        if not noise:
+            return mu
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return torch.addcmul(mu, std_from_raw(s, c.sigma_min), eps)
+
+
+def _linears(seq: nn.Sequential) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight [in, out] contiguous, bias [out]) of each Linear in a Linear + ReLU stack."""
+    return [(m.weight.t().contiguous(), m.bias) for m in seq if isinstance(m, nn.Linear)]
+
+
+def _lstm_pointwise(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LSTM's elementwise update from its pre-activations [B, 4H] (order i, f, g, o, as nn.LSTMCell):
+    c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g), h_t = sigmoid(o) * tanh(c_t). Returns (h_t, c_t)."""
+    i, f, g, o = gates.chunk(4, 1)
+    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(cell), cell
+
