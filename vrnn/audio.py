@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 from typing import BinaryIO
 
@@ -83,8 +84,9 @@ def load_audio(source: AudioSource, max_seconds: float | None = None) -> tuple[n
     except AudioError:
         raise
     except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError/TypeError for bad input
+        reason = re.sub(r"^Error opening <[^>]*>: ", "", str(e)).strip().rstrip(".")
         raise AudioError(
-            f"{what} could not be read as audio ({e}). Supported formats are those of libsndfile: "
+            f"{what} could not be read as audio ({reason}). Supported formats are those of libsndfile: "
             "WAV, FLAC, OGG/Vorbis, MP3 and more."
         ) from None
     if x.shape[0] == 0:

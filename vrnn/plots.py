@@ -23,6 +23,10 @@ from .audio import FRAME_SECONDS, FRAME_SIZE, SAMPLE_RATE
 COLORS = {"delta": "#1f5fa8", "kl": "#c2410c", "wave": "#3f3f46", "log_px": "#15803d",
           "prior": "#7c3aed", "posterior": "#0891b2"}
 SERIES_COLORS = ("#1f5fa8", "#c2410c", "#15803d", "#7c3aed", "#be185d", "#0891b2")
+# Magma, with its first stop (#000004) nudged: Streamlit's plotly component repaints that exact colour
+# (silence then showed as lavender in the spectrogram).
+MAGMA = [[0.0, "#0a0a1e"], [1 / 9, "#180f3d"], [2 / 9, "#440f76"], [3 / 9, "#721f81"], [4 / 9, "#9e2f7f"],
+         [5 / 9, "#cd4071"], [6 / 9, "#f1605d"], [7 / 9, "#fd9668"], [8 / 9, "#feca8d"], [1.0, "#fcfdbf"]]
 ROW_HEIGHT = 170  # px per row
 N_MELS = 64  # mel bands of the spectrogram row
 
@@ -197,7 +201,7 @@ def figure2(analysis: Analysis, title: str | None = None, max_points: int = 4000
             mel = log_mel(a.waveform, a.sample_rate) if isinstance(spectrogram, bool) else np.asarray(spectrogram)
             mel = mel[:, :a.n_frames]  # centred STFT has one extra column
             tm, mel = _bin_columns(a.times[:mel.shape[1]][sl], mel[:, sl], max_points // 2, "mean")
-            fig.add_trace(go.Heatmap(x=_f32(tm), z=_f32(mel), colorscale="Magma", zmin=-80, zmax=0,
+            fig.add_trace(go.Heatmap(x=_f32(tm), z=_f32(mel), colorscale=MAGMA, zmin=-80, zmax=0,
                                      colorbar=_colorbar(fig, i, "dB"),
                                      hovertemplate="%{x:.3f} s<br>band %{y}<br>%{z:.1f} dB<extra></extra>"),
                           row=i, col=1)
@@ -272,7 +276,7 @@ def compare_figure(analyses: Mapping[str, Analysis], max_points: int = 2000,
     x_end = max(a.n_frames for a in analyses.values()) * FRAME_SECONDS
     fig.update_xaxes(range=list(time_range or (0.0, x_end)))
     fig.update_layout(height=ROW_HEIGHT * 3 + 120, showlegend=False, hovermode="x", template="plotly_white",
-                      margin=dict(l=60, r=60, t=50, b=45), meta={"columns": names})
+                      margin=dict(l=60, r=80, t=50, b=45), meta={"columns": names})
     return fig
 
 

@@ -1,0 +1,349 @@
+"""Every page of the app through streamlit.testing.v1.AppTest: the figure, uploads good and bad, page switches,
+downloads, generation, checkpoint uploads, caching. The app reads tiny checkpoints and synthetic clips from
+the `app_dirs` fixture (VRNN_CHECKPOINTS / VRNN_EXAMPLES), never the bundled assets."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from streamlit.testing.v1 import AppTest
+
+import vrnn
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app.py"
+PAGES = ["pages/figure2.py", "pages/compare.py", "pages/generate.py", "pages/about.py"]
+TIMEOUT = 120  # s per script run; the 2 CPU cores may be busy
+
+sys.path.insert(0, str(ROOT))
+
+
+def wav_bytes(x: np.ndarray, sr: int = 16_000, subtype: str = "PCM_16") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, x, sr, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def figures(at: AppTest) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.fixture(autouse=True)
+def navigation_mode(monkeypatch):
+    """Run app.py on every rerun, as a server does.
+
+    AppTest (streamlit 1.67) resets PagesManager.uses_pages_directory before each run, so an app that calls
+    st.navigation and keeps its page scripts in pages/ is rerun in the legacy multipage mode, which executes
+    the page script alone, without app.py and its sidebar. A server clears the flag at the first
+    st.navigation call and keeps it cleared; this does the same.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+@pytest.fixture
+def app_env(app_dirs, monkeypatch):
+    monkeypatch.setenv("VRNN_CHECKPOINTS", str(app_dirs["checkpoints"]))
+    monkeypatch.setenv("VRNN_EXAMPLES", str(app_dirs["examples"]))
+    return app_dirs
+
+
+@pytest.fixture
+def at(app_env) -> AppTest:
+    return AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+
+
+def upload(at: AppTest, name: str, data: bytes, mime: str = "audio/wav") -> AppTest:
+    at.file_uploader(key="upload").set_value((name, data, mime))
+    return at.run()
+
+
+# -- home page ---------------------------------------------------------------------------------------------------
+
+def test_home_shows_figure2_with_three_rows(at):
+    assert_clean(at)
+    assert not at.error
+    (spec,) = figures(at)
+    assert spec["layout"]["meta"]["rows"] == ["delta", "kl", "wave"]
+    assert {k for k in spec["layout"] if k.startswith("yaxis")} == {"yaxis", "yaxis2", "yaxis3"}
+    assert spec["layout"]["xaxis"]["matches"] == spec["layout"]["xaxis2"]["matches"] == "x3"
+    assert spec["layout"]["xaxis3"]["range"][1] == pytest.approx(2.0)  # the 2 s example clip
+    assert len(at.get("audio")) == 1  # the clip plays
+    assert at.selectbox(key="checkpoint").value == "vrnn-gauss"  # the preferred model is chosen first
+    assert any("δ" in m.value and "KL" in m.value for m in at.markdown)  # the rows are explained
+
+
+def test_uploaded_wav_is_analysed(at):
+    from conftest import speechlike
+
+    x = speechlike(1.5, sr=44_100)
+    stereo = np.stack([x, 0.5 * x], axis=1)
+    upload(at, "my voice.wav", wav_bytes(stereo, 44_100, "PCM_24"))
+    assert_clean(at)
+    assert not at.error
+    (spec,) = figures(at)
+    assert spec["layout"]["xaxis3"]["range"][1] == pytest.approx(1.5, abs=0.0125)  # the upload, not the example
+    assert any("my voice.wav" in c.value for c in at.caption)
+
+
+def _nan_wav() -> bytes:
+    x = np.zeros(4000, np.float32)
+    x[100] = np.nan
+    return wav_bytes(x, subtype="FLOAT")
+
+
+BAD_UPLOADS = {
+    "text renamed .wav": ("notes.wav", b"This is not audio, just some text.\n" * 20, "could not be read"),
+    "text file": ("notes.txt", b"hello\n", "could not be read"),
+    "random bytes": ("noise.wav", np.random.default_rng(0).bytes(5000), "could not be read"),
+    "empty": ("empty.wav", b"", "empty"),
+    "NaN samples": ("nan.wav", None, "NaN"),
+    "shorter than a frame": ("short.wav", wav_bytes(np.zeros(100, np.float32)), "ms long"),
+    "header only": ("cut.wav", wav_bytes(np.zeros(16000, np.float32))[:44], ""),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_UPLOADS))
+def test_bad_upload_shows_a_message_then_a_good_upload_works(at, case):
+    name, data, words = BAD_UPLOADS[case]
+    if data is None:
+        data = _nan_wav()
+    upload(at, name, data)
+    assert_clean(at)
+    assert len(at.error) == 1, "a bad file gets exactly one message"
+    msg = at.error[0].value
+    assert name in msg and words in msg
+    assert "0x" not in msg  # no object addresses in a message meant for people
+    assert not figures(at)
+    # the app goes on working: the sidebar is intact and the next (good) upload is analysed
+    assert at.selectbox(key="checkpoint").value == "vrnn-gauss"
+    from conftest import speechlike
+
+    upload(at, "good.wav", wav_bytes(speechlike(1.0)))
+    assert_clean(at)
+    assert not at.error and len(figures(at)) == 1
+
+
+def _encoded(fmt: str, subtype: str, sr: int, channels: int) -> bytes:
+    from conftest import speechlike
+
+    x = speechlike(1.0, sr=sr)
+    x = np.stack([x] * channels, axis=1) if channels > 1 else x
+    buf = io.BytesIO()
+    sf.write(buf, x, sr, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name,fmt,subtype,sr,channels", [
+    ("a.flac", "FLAC", "PCM_S8", 8_000, 1),
+    ("b.ogg", "OGG", "VORBIS", 48_000, 2),
+    ("c.mp3", "MP3", "MPEG_LAYER_III", 44_100, 1),
+    ("d.wav", "WAV", "FLOAT", 96_000, 6),
+])
+def test_uploads_in_other_formats_rates_and_channel_counts(at, name, fmt, subtype, sr, channels):
+    upload(at, name, _encoded(fmt, subtype, sr, channels), "application/octet-stream")
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]
+    (spec,) = figures(at)
+    assert spec["layout"]["xaxis3"]["range"][1] == pytest.approx(1.0, abs=0.06)  # mp3 adds encoder padding
+
+
+def test_too_long_upload_names_the_limit(at):
+    x = np.zeros(8_000 * 601, np.int16)  # 601 s at 8 kHz, 9.6 MB
+    upload(at, "long.wav", wav_bytes(x, 8_000))
+    assert_clean(at)
+    assert len(at.error) == 1 and "600 s" in at.error[0].value
+
+
+def test_silence_is_analysed(at):
+    upload(at, "silence.wav", wav_bytes(np.zeros(16_000, np.float32)))
+    assert_clean(at)
+    assert not at.error
+    (spec,) = figures(at)
+    assert spec["layout"]["meta"]["rows"] == ["delta", "kl", "wave"]
+
+
+def test_csv_download_matches_the_analysis(at, app_env):
+    import ui
+
+    labels = [b.label for b in at.download_button]
+    assert any("CSV" in lbl for lbl in labels)
+    # the table itself, against an analysis computed here without the app
+    model = vrnn.load_checkpoint(app_env["checkpoints"] / "vrnn-gauss.safetensors")
+    wave, sr = vrnn.load_audio(app_env["examples"] / "clip0.wav")
+    a = vrnn.analyze(model, wave, sr)
+    rows = list(csv.DictReader(io.StringIO(ui.frames_csv(a).decode())))
+    assert list(rows[0]) == ["time_s", "delta_t", "kl_t_nats", "log_px_t_nats"]
+    assert len(rows) == a.n_frames == 160
+    np.testing.assert_allclose([float(r["kl_t_nats"]) for r in rows], a.kl, rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose([float(r["log_px_t_nats"]) for r in rows], a.log_px, rtol=1e-4)
+    assert float(rows[0]["delta_t"]) == 0.0 and float(rows[-1]["time_s"]) == pytest.approx(a.times[-1])
+
+
+def test_rows_toggle_and_zoom_without_rerunning_the_model(at, monkeypatch):
+    calls = []
+    real = vrnn.analyze
+    monkeypatch.setattr(vrnn, "analyze", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at.run()
+    calls.clear()
+    at.toggle(key="row_mel").set_value(True)
+    at.toggle(key="row_kl_dims").set_value(True)
+    at.toggle(key="row_means").set_value(True).run()
+    assert_clean(at)
+    (spec,) = figures(at)
+    assert spec["layout"]["meta"]["rows"] == ["delta", "kl", "wave", "mel", "kl_dims", "means"]
+    (zoom,) = [s for s in at.slider if s.label.startswith("Time range")]
+    zoom.set_value((0.5, 1.0)).run()
+    (spec,) = figures(at)
+    assert spec["layout"]["xaxis"]["range"] == pytest.approx([0.5, 1.0])
+    assert any("0.500–1.000 s" in c.value for c in at.caption)  # and just that stretch plays
+    at.switch_page("pages/about.py").run()
+    at.switch_page("pages/figure2.py").run()
+    assert_clean(at)
+    assert calls == [], "toggling rows, zooming or switching pages must not rerun the model"
+
+
+def test_generate_button_plays_audio(at):
+    n_audio = len(at.get("audio"))
+    at.button(key="home_generate").click().run()
+    assert_clean(at)
+    assert len(at.get("audio")) == n_audio + 1
+
+
+def test_rnn_checkpoint_says_there_are_no_latent_rows(at):
+    at.selectbox(key="checkpoint").set_value("rnn-gauss").run()
+    assert_clean(at)
+    assert any("no" in i.value and "latent" in i.value for i in at.info)
+    (spec,) = figures(at)
+    assert spec["layout"]["meta"]["rows"] == ["log_px", "wave"]
+
+
+# -- every page --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(at, page):
+    at.switch_page(page).run()
+    assert_clean(at)
+    assert not at.error
+    assert at.title and at.selectbox(key="checkpoint").value  # the shared sidebar is on every page
+
+
+def test_compare_page_draws_two_checkpoints_and_a_table(at):
+    at.switch_page("pages/compare.py").run()
+    assert_clean(at)
+    figs = figures(at)
+    cols = figs[0]["layout"]["meta"]["columns"]
+    assert cols[0] == "vrnn-gauss" and len(cols) == 2 and cols[1] != cols[0]
+    (table,) = at.dataframe
+    df = table.value
+    assert list(df.index) == cols and "ELBO on this clip (nats)" in df.columns
+    assert (df["ELBO on this clip (nats)"] < 0).all()
+    # choose the run with a metrics log: its training curves appear
+    at.multiselect(key="compare_ckpts").set_value(["vrnn-gauss", "run-b/best", "rnn-gauss"]).run()
+    assert_clean(at)
+    figs = figures(at)
+    assert figs[0]["layout"]["meta"]["columns"] == ["vrnn-gauss", "run-b/best", "rnn-gauss"]
+    assert len(figs) == 2 and figs[1]["data"][0]["name"].startswith("run-b")
+
+
+def test_compare_page_accepts_uploaded_checkpoints_and_rejects_bad_ones(at, app_env):
+    at.switch_page("pages/compare.py").run()
+    good = (app_env["checkpoints"] / "run-b" / "best.safetensors").read_bytes()
+    at.file_uploader(key="compare_uploads").set_value([
+        ("mine.safetensors", good, "application/octet-stream"),
+        ("broken.safetensors", good[:200], "application/octet-stream"),
+        ("model.pt", b"\x80\x04pickle", "application/octet-stream"),
+    ]).run()
+    assert_clean(at)
+    errors = " ".join(e.value for e in at.error)
+    assert "model.pt" in errors and ".safetensors" in errors
+    assert "truncated" in errors or "not a readable" in errors
+    cols = figures(at)[0]["layout"]["meta"]["columns"]
+    assert cols[-1] == "mine (uploaded)" and len(cols) == 3
+
+
+def test_generate_page_gives_audio_and_downloads(at):
+    at.switch_page("pages/generate.py").run()
+    at.multiselect(key="gen_ckpts").set_value(["vrnn-gauss", "rnn-gauss"])
+    at.slider(key="gen_seconds").set_value(1.0)
+    at.number_input(key="gen_n").set_value(2)
+    at.button[0].click().run()
+    assert_clean(at)
+    assert len(at.get("audio")) == 4  # 2 checkpoints x 2 samples
+    assert sum("WAV" in b.label for b in at.download_button) == 4
+    specs = figures(at)
+    assert len(specs) == 2 and all(len(s["layout"]["meta"]["rows"]) == 2 for s in specs)
+
+
+def test_about_page_has_the_equations(at):
+    at.switch_page("pages/about.py").run()
+    assert_clean(at)
+    latex = " ".join(el.value for el in at.latex)
+    assert len(at.latex) >= 5 and r"\mathrm{KL}" in latex and r"\delta_t" in latex
+
+
+# -- no or broken checkpoints ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", PAGES[:3])
+def test_without_checkpoints_the_page_says_how_to_train(app_env, monkeypatch, tmp_path, page):
+    monkeypatch.setenv("VRNN_CHECKPOINTS", str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page(page).run()
+    assert_clean(at)
+    assert any("No checkpoint" in i.value for i in at.info)
+    assert any("python -m vrnn train" in c.value for c in at.code)
+    assert not figures(at)
+
+
+def test_corrupt_checkpoint_in_the_folder_shows_its_message(app_env, monkeypatch, tmp_path):
+    (tmp_path / "aaa-broken.safetensors").write_bytes(b"\x00" * 64)
+    monkeypatch.setenv("VRNN_CHECKPOINTS", str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert_clean(at)
+    assert len(at.error) == 1 and "aaa-broken" in at.error[0].value
+    at.switch_page("pages/about.py").run()  # the rest of the app still works
+    assert_clean(at)
+    assert at.latex
+
+
+# -- where checkpoints come from ---------------------------------------------------------------------------------
+
+def test_checkpoint_folders_from_env_and_command_line(tmp_path, monkeypatch, app_dirs):
+    import ui
+
+    run = tmp_path / "runs" / "vrnn-gauss"
+    for rel in ("best.safetensors", "last.safetensors", "snapshots/step-000500.safetensors",
+                "snapshots/.step-000600.safetensors.tmp", "snapshots/.hidden.safetensors"):
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_bytes(b"x")
+    (run / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2, "valid_elbo_per_frame": -1}\n{broken\n')
+    monkeypatch.setenv("VRNN_CHECKPOINTS", str(app_dirs["checkpoints"]))
+    monkeypatch.setattr(sys, "argv", ["app.py", "--checkpoints", str(tmp_path / "runs")])
+    found = ui.find_checkpoints()
+    assert list(found)[:1] == ["vrnn-gauss"]  # the preferred model first
+    assert {"vrnn-gauss", "vrnn-gauss/best", "vrnn-gauss/last", "vrnn-gauss/snapshots/step-000500", "run-b/best",
+            "rnn-gauss"} == set(found)
+    snap = found["vrnn-gauss/snapshots/step-000500"]
+    assert snap.metrics_path() == run / "metrics.jsonl"  # a snapshot's log is its run's
+    assert [r["step"] for r in ui.metrics(snap)] == [1, 2]  # a half-written line is skipped
+    logs = ui.training_logs([found["vrnn-gauss/best"], found["vrnn-gauss/last"], snap])
+    assert list(logs) == ["vrnn-gauss"]  # one run, one curve
+    assert ui.default_pair(found, "vrnn-gauss/best")[1] != "vrnn-gauss/last"  # another run by default

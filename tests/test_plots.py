@@ -1,0 +1,197 @@
+"""vrnn.plots: Figure 2 rows and axes, envelopes that keep every peak, the RNN case, extra rows, Figure 3,
+training curves. Figures are checked through their JSON, as a browser receives them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import plotly.io as pio
+import pytest
+
+import vrnn
+from vrnn.analysis import Analysis
+from vrnn.audio import FRAME_SECONDS, FRAME_SIZE, frame_times
+from vrnn.plots import compare_figure, envelope, figure2, figure3, training_curves
+
+
+def synthetic_analysis(seconds: float, z_dim: int = 4, latent: bool = True, seed: int = 0) -> Analysis:
+    """An Analysis with known values: a waveform with one isolated spike, random per-frame quantities."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 16_000) // FRAME_SIZE * FRAME_SIZE
+    wave = (0.1 * rng.standard_normal(n)).astype(np.float32)
+    wave[n // 3] = 0.97  # a single-sample peak that an envelope must keep
+    wave[2 * n // 3] = -0.93
+    t = n // FRAME_SIZE
+    z = rng.standard_normal((t, z_dim)) if latent else None
+    kl_dim = rng.gamma(1.0, 1.0, (t, z_dim)) if latent else None
+    return Analysis(times=frame_times(t), delta=rng.gamma(1.0, 1.0, t) if latent else None,
+                    kl=kl_dim.sum(1) if latent else None, log_px=rng.normal(-100, 5, t), z_mean=z,
+                    z_std=np.ones((t, z_dim)) if latent else None, prior_mean=0.5 * z if latent else None,
+                    prior_std=np.ones((t, z_dim)) if latent else None, kl_per_dim=kl_dim,
+                    elbo=-1.0, waveform=wave)
+
+
+def as_json(fig) -> dict:
+    return json.loads(pio.to_json(fig))
+
+
+def decode(arr) -> np.ndarray:
+    """A trace array from figure JSON: a plain list, or plotly's base64 typed array {dtype, bdata, shape}."""
+    if isinstance(arr, dict) and "bdata" in arr:
+        import base64
+
+        out = np.frombuffer(base64.b64decode(arr["bdata"]), dtype=np.dtype(arr["dtype"]))
+        if "shape" in arr:
+            out = out.reshape([int(s) for s in str(arr["shape"]).split(",")])
+        return out
+    return np.asarray(arr, dtype=float)
+
+
+def traces_on(spec: dict, yaxis: str) -> list[dict]:
+    return [t for t in spec["data"] if t.get("yaxis", "y") == yaxis]
+
+
+@pytest.fixture(scope="module")
+def real_analysis(tiny_checkpoint):
+    from conftest import speechlike
+
+    model = vrnn.load_checkpoint(tiny_checkpoint)
+    return vrnn.analyze(model, speechlike(1.0), 16_000)
+
+
+def test_figure2_has_three_rows_on_one_time_axis(real_analysis):
+    a = real_analysis
+    spec = as_json(figure2(a, title="clip"))
+    assert spec["layout"]["meta"]["rows"] == ["delta", "kl", "wave"]
+    y_axes = sorted(k for k in spec["layout"] if k.startswith("yaxis"))
+    assert y_axes == ["yaxis", "yaxis2", "yaxis3"]
+    # delta_t on top, KL_t below it, waveform at the bottom: compare the vertical domains
+    dom = [spec["layout"][k]["domain"] for k in ("yaxis", "yaxis2", "yaxis3")]
+    assert dom[0][0] > dom[1][1] and dom[1][0] > dom[2][1]
+    # one shared x axis: the upper rows match the bottom one, whose title is time in seconds
+    lay = spec["layout"]
+    assert lay["xaxis"]["matches"] == lay["xaxis2"]["matches"] == "x3"
+    assert "s" in lay["xaxis3"]["title"]["text"]
+    assert lay["xaxis3"]["range"] == pytest.approx([0, a.n_frames * FRAME_SECONDS])
+    # the rows hold the analysis' own values (1 s = 80 frames: drawn as is, no envelope)
+    (delta,) = traces_on(spec, "y")
+    (kl,) = traces_on(spec, "y2")
+    np.testing.assert_allclose(decode(delta["y"]), a.delta, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(decode(kl["y"]), a.kl, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(decode(kl["x"]), a.times, rtol=1e-6)
+    assert all(t["type"] == "scatter" for t in spec["data"])  # SVG, never WebGL (scattergl)
+
+
+def test_long_waveform_is_an_envelope_that_keeps_every_peak():
+    a = synthetic_analysis(30.0)
+    spec = as_json(figure2(a, max_points=4000))
+    wave = traces_on(spec, "y3")
+    assert len(wave) == 2 and wave[1]["fill"] == "tonexty"  # upper line, lower line filled up to it
+    hi, lo = decode(wave[0]["y"]), decode(wave[1]["y"])
+    assert len(hi) + len(lo) <= 4000 < len(a.waveform)
+    assert hi.max() == pytest.approx(a.waveform.max()) and lo.min() == pytest.approx(a.waveform.min())
+    assert np.all(hi >= lo)
+    x = decode(wave[0]["x"])
+    assert x[0] >= 0 and x[-1] <= len(a.waveform) / 16_000 and np.all(np.diff(x) > 0)
+    assert len(pio.to_json(figure2(a))) < 400_000  # a 30 s clip stays a light page
+
+
+def test_envelope_bins_cover_the_series():
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal(10_001)
+    t = np.arange(y.size) * 0.1
+    assert envelope(t, y[:100], 100) is None  # short series are drawn as they are
+    tb, lo, hi = envelope(t, y, 1000)
+    assert len(tb) == len(lo) == len(hi) == 500
+    starts = np.linspace(0, y.size, 501).astype(int)
+    for i in (0, 123, 499):
+        seg = y[starts[i]:starts[i + 1]]
+        assert lo[i] == seg.min() and hi[i] == seg.max()
+        assert t[starts[i]] <= tb[i] <= t[starts[i + 1] - 1]
+
+
+def test_rnn_model_has_no_latent_rows():
+    a = synthetic_analysis(1.0, latent=False)
+    spec = as_json(figure2(a, kl_heatmap=True, means=True))
+    assert spec["layout"]["meta"]["rows"] == ["log_px", "wave"]
+    (lp,) = traces_on(spec, "y")
+    np.testing.assert_allclose(decode(lp["y"]), a.log_px, rtol=1e-5)
+
+
+def test_extra_rows():
+    a = synthetic_analysis(2.0, z_dim=5)
+    spec = as_json(figure2(a, spectrogram=True, kl_heatmap=True, means=True, n_dims=2))
+    rows = spec["layout"]["meta"]["rows"]
+    assert rows == ["delta", "kl", "wave", "mel", "kl_dims", "means"]
+    heat = [t for t in spec["data"] if t["type"] == "heatmap"]
+    assert len(heat) == 2
+    mel, kd = (decode(h["z"]) for h in heat)
+    assert mel.shape == (64, a.n_frames) and np.nanmax(mel) <= 0 and np.nanmin(mel) >= -80.001
+    np.testing.assert_allclose(kd, a.kl_per_dim.T, rtol=1e-5)  # [Z, T]
+    means = traces_on(spec, "y6")
+    assert len(means) == 4  # prior and posterior for 2 dimensions
+    top = int(np.argmax(a.kl_per_dim.sum(0)))  # the most active dimension comes first
+    assert means[0]["name"] == f"prior z{top}"
+    np.testing.assert_allclose(decode(means[1]["y"]), a.z_mean[:, top], rtol=1e-5)
+
+
+def test_long_heatmap_is_reduced_and_keeps_maxima():
+    a = synthetic_analysis(60.0, z_dim=3)  # 4800 frames
+    spec = as_json(figure2(a, kl_heatmap=True, max_points=1000))
+    (kd,) = [t for t in spec["data"] if t["type"] == "heatmap"]
+    z = decode(kd["z"])
+    assert z.shape == (3, 500)
+    np.testing.assert_allclose(z.max(axis=1), a.kl_per_dim.max(axis=0), rtol=1e-5)
+
+
+def test_time_range_crops_every_row():
+    a = synthetic_analysis(4.0)
+    spec = as_json(figure2(a, time_range=(1.0, 2.0)))
+    assert spec["layout"]["xaxis3"]["range"] == [1.0, 2.0]
+    for tr in spec["data"]:
+        x = decode(tr["x"])
+        assert x.min() >= 1.0 - FRAME_SECONDS and x.max() <= 2.0 + FRAME_SECONDS
+    # with the crop the waveform (16000 samples) is drawn in detail again: an envelope of 4000 points
+    wave = traces_on(spec, "y3")
+    assert sum(len(decode(t["y"])) for t in wave) == 4000
+
+
+def test_compare_figure_shares_time_axis_and_scales():
+    a, b, r = synthetic_analysis(2.0, seed=1), synthetic_analysis(2.0, seed=2), synthetic_analysis(2.0, latent=False)
+    b.delta = b.delta * 10  # a different scale must not give a different axis
+    spec = as_json(compare_figure({"a": a, "b": b, "rnn": r}))
+    lay = spec["layout"]
+    assert lay["meta"]["columns"] == ["a", "b", "rnn"]
+    assert [ann["text"] for ann in lay["annotations"][:3]] == ["a", "b", "rnn"]
+    # rows: y (delta), y4 (KL), y7 (waveform) in the first column; columns 2 and 3 have the same range
+    for first, others in (("yaxis", ("yaxis2", "yaxis3")), ("yaxis4", ("yaxis5", "yaxis6"))):
+        for o in others:
+            assert lay[o]["range"] == lay[first]["range"]
+    assert lay["yaxis"]["range"][1] >= b.delta.max()
+    xr = {tuple(lay[k]["range"]) for k in lay if k.startswith("xaxis")}
+    assert xr == {(0.0, a.n_frames * FRAME_SECONDS)}
+    assert any("RNN" in ann["text"] for ann in lay["annotations"])
+
+
+def test_figure3_one_row_per_sample_same_scale():
+    w = {"s1": np.sin(np.linspace(0, 100, 32_000)).astype(np.float32), "s2": 0.1 * np.ones(8_000, np.float32)}
+    spec = as_json(figure3(w))
+    assert spec["layout"]["meta"]["rows"] == ["s1", "s2"]
+    assert spec["layout"]["yaxis"]["range"] == spec["layout"]["yaxis2"]["range"]
+    assert spec["layout"]["yaxis"]["range"][1] >= 1.0
+    assert spec["layout"]["xaxis"]["matches"] == "x2"
+
+
+def test_training_curves_from_metrics_rows():
+    rows = [{"step": s, "train_elbo_per_frame": -300 + s, "kl_per_frame": 0.1 * s, "finite": True}
+            for s in range(10, 60, 10)]
+    rows.append({"step": 50, "valid_elbo_per_frame": -260.0, "best": True})
+    rows.append({"step": 60, "train_elbo_per_frame": float("nan"), "finite": False})  # skipped step
+    spec = as_json(training_curves(rows))
+    train, valid, kl = spec["data"]
+    np.testing.assert_allclose(decode(train["x"]), [10, 20, 30, 40, 50])
+    np.testing.assert_allclose(decode(valid["y"]), [-260.0])
+    np.testing.assert_allclose(decode(kl["y"]), [1, 2, 3, 4, 5])
+    two = as_json(training_curves({"run-a": rows, "run-b": rows[:2]}))
+    assert len(two["data"]) == 6 and two["data"][3]["name"].startswith("run-b")
