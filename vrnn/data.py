@@ -21,7 +21,7 @@ Memory stays bounded however large the corpus: each file is decoded and resample
 `BLOCK_SECONDS` and appended to its split's array on disk.
 
 The default corpus is Debian's asterisk-core-sounds-en-g722: 568 studio prompts of one professional
-English speaker (Allison Smith), 16 kHz G.722, licence CC-BY-SA-3.0 (Copyright Digium, Inc.).
+English speaker (Allison Smith), 16 kHz G.722, licence CC-BY-SA-3.0 (Copyright 2003-2010 Allison Smith; recordings funded by Digium, Inc.).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ LAYOUTS = ("auto", "folder", "timit", "ljspeech", "vctk")
 BLOCK_SECONDS = 30.0  # s of source audio decoded at a time when building a corpus
 ASTERISK_PACKAGE = "asterisk-core-sounds-en-g722"
 ASTERISK_DIR = "usr/share/asterisk/sounds/en_US_f_Allison"
-ASTERISK_LICENCE = "CC-BY-SA-3.0, Copyright Digium, Inc.; voice: Allison Smith (Debian package asterisk-core-sounds-en-g722)"
+ASTERISK_LICENCE = ("CC-BY-SA-3.0, Copyright 2003-2010 Allison Smith, recordings funded by Digium, Inc. "
+                    "(Debian package asterisk-core-sounds-en-g722)")
 CORPUS_VERSION = 1
 
 _TIMIT_RE = re.compile(r"(?:^|/)(train|test)/(dr[1-8])/([^/]+)/[^/]+$", re.IGNORECASE)
