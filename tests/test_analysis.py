@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import speechlike
+
 from vrnn import VRNN, AudioError, analyze, generate, load_checkpoint, preset
 
 

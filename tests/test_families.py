@@ -2,11 +2,10 @@
 
 import pytest
 import torch
+from conftest import speechlike
 
 from vrnn import FAMILIES, TrainConfig, analyze, load_checkpoint, preset
 from vrnn.train import train
-
-from conftest import speechlike
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -32,7 +32,8 @@ from .config import ModelConfig
 from .distributions import gaussian_kl, gaussian_log_prob, gmm_log_prob, std_from_raw
 
 INIT_RANGE = 0.08  # weights ~ U(-0.08, 0.08), as the authors' code (jych/nips2015_vrnn)
-BLOCK_FRAMES = 1024  # steps per block of a long input (12.8 s): bounds the batched activations' memory
+BLOCK_FRAMES = 256  # steps per block of a long input (3.2 s): bounds the batched activations' memory
+SPLIT_MIN_BYTES = 2**20  # loop weights at least this large are split over threads (see _split_parts)
 
 
 def mlp(in_dim: int, sizes: tuple[int, ...]) -> nn.Sequential:
@@ -197,7 +198,7 @@ class VRNN(nn.Module):
         sample = sample and c.has_latent
         if sample and noise is None:
             noise = torch.randn(B, T, c.z_dim, generator=generator, device=x.device, dtype=x.dtype)
-        weights = self._recurrence_weights() if c.has_latent else None
+        weights = self._recurrence_weights(_split_parts(x)) if c.has_latent else None
         state = (x.new_zeros(B, c.h_dim), x.new_zeros(B, c.h_dim))  # (h_0, c_0)
         outs = []
         for s in range(0, T, BLOCK_FRAMES):
@@ -213,9 +214,10 @@ class VRNN(nn.Module):
         cat = lambda name: torch.cat([getattr(o, name) for o in outs], 1)  # noqa: E731
         return VRNNOutput(**{f.name: None if getattr(out, f.name) is None else cat(f.name) for f in fields(out)})
 
-    def _recurrence_weights(self) -> dict:
+    def _recurrence_weights(self, parts: int = 1) -> dict:
         """The weights of the time loop, fused where one input feeds several networks and stored
-        [in, out] (contiguous), the faster layout for the loop's small-batch products."""
+        [in, out] (contiguous), the faster layout for the loop's small-batch products; the large
+        ones split into `parts` column blocks (see `_split_parts`)."""
         dx = self.config.phi_x[-1]
         enc_first: nn.Linear = self.encoder[0]
         W_ih, W_hh = self.rnn.weight_ih, self.rnn.weight_hh
@@ -224,8 +226,8 @@ class VRNN(nn.Module):
             "W_x": torch.cat([enc_first.weight[:, :dx], W_ih[:, :dx]]),  # [E1 + 4H, Dx]
             "b_x": torch.cat([enc_first.bias, self.rnn.bias_ih + self.rnn.bias_hh]),  # [E1 + 4H]
             # h_{t-1} -> [encoder layer 1 (h part) | gates]: one product per step
-            "W_h": torch.cat([enc_first.weight[:, dx:], W_hh]).t().contiguous(),  # [H, E1 + 4H]
-            "W_z": W_ih[:, dx:].t().contiguous(),  # [Dz, 4H]
+            "W_h": _split_cols(torch.cat([enc_first.weight[:, dx:], W_hh]), parts),  # [H, E1 + 4H]
+            "W_z": _split_cols(W_ih[:, dx:], parts),  # [Dz, 4H]
             "enc_rest": _linears(self.encoder[2:]),  # the encoder's layers after the first
             "head": (self.encoder_head.weight.t().contiguous(), self.encoder_head.bias),  # [E, 2Z]
             "phi_z": _linears(self.phi_z),
@@ -250,7 +252,7 @@ class VRNN(nn.Module):
         hs, raws, zs, phi_zs = [], [], [], []
         for t in range(len(pre)):
             hs.append(h)  # h_{t-1}
-            proj = torch.addmm(pre[t], h, W_h)  # [B, E1 + 4H]
+            proj = _addmm(pre[t], h, W_h)  # [B, E1 + 4H]
             e = proj[:, :E1].relu()
             for wt, b in enc_rest:
                 e = torch.addmm(b, e, wt).relu()
@@ -262,7 +264,7 @@ class VRNN(nn.Module):
             pz = z
             for wt, b in phi_z:
                 pz = torch.addmm(b, pz, wt).relu()
-            h, cell = _lstm_pointwise(torch.addmm(proj[:, E1:], pz, W_z), cell)  # eq. (7)
+            h, cell = _lstm_pointwise(_addmm(proj[:, E1:], pz, W_z), cell)  # eq. (7)
             raws.append(raw)
             phi_zs.append(pz)
         h_prev = torch.stack(hs, 1)  # [B, T, H]
@@ -302,12 +304,13 @@ class VRNN(nn.Module):
 
         Each step draws z_t from the prior p(z_t | h_{t-1}) (never the encoder), x_t from
         p(x_t | z_t, h_{t-1}) (its mean if output_noise=False), then h_t = LSTM([phi_x(x_t), phi_z(z_t)], h_{t-1}).
-        Every network runs at every step; the products that share an input are fused into one
-        (h_{t-1}: prior, decoder and LSTM; phi_z(z_t): decoder and LSTM). Random draws per step, in
-        this order: eps_z [B, Z], the mixture component [B, 1] (GMMs), eps_x [B, X].
+        Every network runs at every step; the products of h_{t-1} (prior, decoder and LSTM) are fused
+        into one, so are those of phi_z(z_t) (decoder and LSTM), and weights are stored [in, out]. Random draws per step, in this order: eps_z [B, Z],
+        the mixture component [B, 1] (GMMs), eps_x [B, X]; so a seed gives the same audio as the
+        straightforward loop of benchmarks/reference.py.
         """
         c = self.config
-        H, Z, X = c.h_dim, c.z_dim, c.x_dim
+        H, Z = c.h_dim, c.z_dim
         dev, dtype = self.x_mean.device, self.rnn.weight_hh.dtype
         W_ih, dec_first = self.rnn.weight_ih, self.decoder[0]
         dx = c.phi_x[-1]
@@ -323,21 +326,24 @@ class VRNN(nn.Module):
             P1 = self.prior[0].weight.shape[0]
             prior_rest = _linears(self.prior[2:])
             prior_head = self.prior_head.weight.t().contiguous(), self.prior_head.bias
-        W_h, b_h = torch.cat(hw).t().contiguous(), torch.cat(hb)  # [H, P1 + D1 + 4H]
+        h = torch.zeros(batch_size, H, device=dev, dtype=dtype)
+        parts = _split_parts(h)
+        W_h, b_h = _split_cols(torch.cat(hw), parts), torch.cat(hb)  # [H, P1 + D1 + 4H]
+        b_h = b_h.expand(batch_size, -1)
         if c.has_latent:
             phi_z = _linears(self.phi_z)
-            # phi_z(z_t) -> [decoder layer 1 (z part) | gates]
-            W_z = torch.cat([dec_first.weight[:, :dz], W_ih[:, dx:]]).t().contiguous()  # [Dz, D1 + 4H]
-        W_x = W_ih[:, :dx].t().contiguous()  # [Dx, 4H]
+            # phi_z(z_t) -> [decoder layer 1 (z part) | gates (z part)], added onto h_{t-1}'s products
+            W_z = _split_cols(torch.cat([dec_first.weight[:, :dz], W_ih[:, dx:]]), parts)  # [Dz, D1 + 4H]
+        W_x = _split_cols(W_ih[:, :dx], parts)  # [Dx, 4H]
         dec_rest = _linears(self.decoder[2:])
-        dec_head = self.decoder_head.weight.t().contiguous(), self.decoder_head.bias
+        dec_head = (_split_cols(self.decoder_head.weight, parts),  # [D, out], large for GMMs: out = K (1 + 2X)
+                    self.decoder_head.bias.expand(batch_size, -1))
         phi_x = _linears(self.phi_x)
-        sigma_min = c.sigma_min
-        h = torch.zeros(batch_size, H, device=dev, dtype=dtype)
+        sigma_min = torch.tensor(c.sigma_min, device=dev, dtype=dtype)  # a tensor: cheaper to add than a float
         cell = torch.zeros_like(h)
-        out = torch.empty(batch_size, n_frames, X, device=dev, dtype=dtype)
-        for t in range(n_frames):
-            hp = torch.addmm(b_h, h, W_h)  # [B, P1 + D1 + 4H]
+        frames = []
+        for _ in range(n_frames):
+            hp = _addmm(b_h, h, W_h)  # [B, P1 + D1 + 4H]
             gates = hp[:, P1 + D1:]
             d = hp[:, P1:P1 + D1]
             if c.has_latent:
@@ -353,21 +359,21 @@ class VRNN(nn.Module):
                 pz = z
                 for w, b in phi_z:
                     pz = torch.addmm(b, pz, w).relu()
-                zp = torch.mm(pz, W_z)  # [B, D1 + 4H]
-                d = d + zp[:, :D1]
-                gates = gates + zp[:, D1:]
+                dg = _addmm(hp[:, P1:], pz, W_z)  # [B, D1 + 4H]
+                d, gates = dg[:, :D1], dg[:, D1:]
             d = d.relu()
             for w, b in dec_rest:  # p(x_t | z_t, h_{t-1}), eq. (6)
                 d = torch.addmm(b, d, w).relu()
-            x_t = self._sample_head(torch.addmm(dec_head[1], d, dec_head[0]), generator, output_noise)
-            out[:, t] = x_t
+            x_t = self._sample_head(_addmm(dec_head[1], d, dec_head[0]), generator, output_noise, sigma_min)
+            frames.append(x_t)
             p = x_t
             for w, b in phi_x:
                 p = torch.addmm(b, p, w).relu()
-            h, cell = _lstm_pointwise(torch.addmm(gates, p, W_x), cell)  # eq. (7)
-        return out
+            h, cell = _lstm_pointwise(_addmm(gates, p, W_x), cell)  # eq. (7)
+        return torch.stack(frames, 1)
 
-    def _sample_head(self, raw: torch.Tensor, generator: torch.Generator | None, noise: bool) -> torch.Tensor:
+    def _sample_head(self, raw: torch.Tensor, generator: torch.Generator | None, noise: bool,
+                     sigma_min: torch.Tensor) -> torch.Tensor:
         """x_t [B, X] from the decoder head's raw output [B, out] (as `sample_output` on `decoder_params`)."""
         c = self.config
         X = c.x_dim
@@ -381,7 +387,36 @@ class VRNN(nn.Module):
         if not noise:
             return mu
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return torch.addcmul(mu, std_from_raw(s, c.sigma_min), eps)
+        return torch.addcmul(mu, std_from_raw(s, sigma_min), eps)
+
+
+def _split_parts(x: torch.Tensor) -> int:
+    """Column blocks for the loops' large products: the thread count for small-batch inference on CPU,
+    else 1. MKL runs a product with one row ([1, K] x [K, N]) on one thread; as a batched product of P
+    column blocks it runs on P threads, with the same arithmetic for every output element."""
+    if x.device.type != "cpu" or torch.is_grad_enabled() or x.shape[0] > 8:
+        return 1
+    return torch.get_num_threads()
+
+
+def _split_cols(w: torch.Tensor, parts: int) -> torch.Tensor:
+    """A weight in nn.Linear's layout [N, K] (out, in) -> [K, N] contiguous, or its column blocks
+    [P, K, N / P] (contiguous) when P > 1 divides N and w is large (>= SPLIT_MIN_BYTES). One copy
+    either way. Used by `_addmm`."""
+    N, K = w.shape
+    if parts <= 1 or N % parts or K * N * w.element_size() < SPLIT_MIN_BYTES:
+        return w.t().contiguous()
+    return w.view(parts, N // parts, K).transpose(1, 2).contiguous()
+
+
+def _addmm(c: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """c + x @ w for the loops: c [B, N], x [B, K]; w [K, N], or its column blocks [P, K, N / P]."""
+    if w.dim() == 2:
+        return torch.addmm(c, x, w)
+    P, K, n = w.shape
+    B = x.shape[0]
+    out = torch.baddbmm(c.view(B, P, n).transpose(0, 1), x.expand(P, B, K), w)  # [P, B, N / P]
+    return out.transpose(0, 1).reshape(B, P * n)  # a view when B == 1
 
 
 def _linears(seq: nn.Sequential) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -392,7 +427,8 @@ def _linears(seq: nn.Sequential) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def _lstm_pointwise(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The LSTM's elementwise update from its pre-activations [B, 4H] (order i, f, g, o, as nn.LSTMCell):
     c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g), h_t = sigmoid(o) * tanh(c_t). Returns (h_t, c_t)."""
-    i, f, g, o = gates.chunk(4, 1)
-    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(cell), cell
+    H = cell.shape[1]
+    i, f, _, o = gates.sigmoid().chunk(4, 1)  # one call for the three sigmoid gates (g's share is unused)
+    cell = f * cell + i * gates[:, 2 * H:3 * H].tanh()
+    return o * cell.tanh(), cell
 
