@@ -46,11 +46,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from reference import ReferenceVRNN, reference_analyze, reference_generate  # noqa: E402
 
-from vrnn import FRAME_SIZE, SAMPLE_RATE, VRNN, ModelConfig, analyze, generate, preset  # noqa: E402
+from vrnn import FRAME_SIZE, SAMPLE_RATE, VRNN, ModelConfig, TrainConfig, analyze, generate, preset  # noqa: E402
 from vrnn.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
 
 RTOL = 1e-4  # outputs equal within 1e-4 of their scale
-CLIP_NORM = 5.0  # as vrnn.train
+CLIP_NORM = TrainConfig().clip_norm  # the one home of the authors' clip norm
 
 
 @dataclass
