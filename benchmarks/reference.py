@@ -27,17 +27,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vrnn.config import ModelConfig  # noqa: E402
-from vrnn.model import VRNN, VRNNOutput  # noqa: E402
+from vrnn.model import VRNN, VRNNOutput, mlp  # noqa: E402
 
 LOG_2PI = math.log(2.0 * math.pi)
-
-
-def _mlp(in_dim: int, sizes: tuple[int, ...]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for size in sizes:
-        layers += [nn.Linear(in_dim, size), nn.ReLU()]
-        in_dim = size
-    return nn.Sequential(*layers)
 
 
 def _std(raw: torch.Tensor, sigma_min: float) -> torch.Tensor:
@@ -64,17 +56,17 @@ class ReferenceVRNN(nn.Module):
         X, H, Z = c.x_dim, c.h_dim, c.z_dim
         self.register_buffer("x_mean", torch.tensor(0.0))
         self.register_buffer("x_std", torch.tensor(1.0))
-        self.phi_x = _mlp(X, c.phi_x)
+        self.phi_x = mlp(X, c.phi_x)
         dz = 0
         if c.has_latent:
-            self.phi_z = _mlp(Z, c.phi_z)
+            self.phi_z = mlp(Z, c.phi_z)
             dz = c.phi_z[-1]
-            self.encoder = _mlp(c.phi_x[-1] + H, c.encoder)
+            self.encoder = mlp(c.phi_x[-1] + H, c.encoder)
             self.encoder_head = nn.Linear(c.encoder[-1], 2 * Z)
             if c.learned_prior:
-                self.prior = _mlp(H, c.prior)
+                self.prior = mlp(H, c.prior)
                 self.prior_head = nn.Linear(c.prior[-1], 2 * Z)
-        self.decoder = _mlp(dz + H, c.decoder)
+        self.decoder = mlp(dz + H, c.decoder)
         out = c.n_components * (1 + 2 * X) if c.gmm_output else 2 * X
         self.decoder_head = nn.Linear(c.decoder[-1], out)
         self.rnn = nn.LSTMCell(c.phi_x[-1] + dz, H)

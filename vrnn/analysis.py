@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .audio import FRAME_SIZE, SAMPLE_RATE, AudioError, frame, frame_times
+from .distributions import gaussian_kl_per_dim
 from .model import VRNN
 
 
@@ -96,8 +97,7 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
     mu = out.posterior_mean[0]  # [T, Z]
     delta = torch.zeros(mu.shape[0], dtype=mu.dtype, device=mu.device)
     delta[1:] = ((mu[1:] - mu[:-1]) ** 2).sum(-1)
-    var_ratio = (out.posterior_std[0] / out.prior_std[0]) ** 2
-    kl_dim = 0.5 * (var_ratio + ((mu - out.prior_mean[0]) / out.prior_std[0]) ** 2 - 1.0 - torch.log(var_ratio))
+    kl_dim = gaussian_kl_per_dim(mu, out.posterior_std[0], out.prior_mean[0], out.prior_std[0])  # [T, Z]
     np_ = lambda t: t.double().cpu().numpy()  # noqa: E731
     return Analysis(delta=np_(delta), kl=np_(out.kl[0]), z_mean=np_(mu), z_std=np_(out.posterior_std[0]),
                     prior_mean=np_(out.prior_mean[0]), prior_std=np_(out.prior_std[0]), kl_per_dim=np_(kl_dim), **kw)

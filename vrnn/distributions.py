@@ -29,16 +29,23 @@ def gaussian_log_prob(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) ->
     return -0.5 * (LOG_2PI + 2.0 * torch.log(sigma) + ((x - mu) / sigma) ** 2).sum(-1)
 
 
-def gaussian_kl(mu_q: torch.Tensor, sigma_q: torch.Tensor, mu_p: torch.Tensor, sigma_p: torch.Tensor) -> torch.Tensor:
-    """Closed-form KL(q || p) between diagonal Gaussians, summed over the last dimension.
+def gaussian_kl_per_dim(mu_q: torch.Tensor, sigma_q: torch.Tensor, mu_p: torch.Tensor,
+                        sigma_p: torch.Tensor) -> torch.Tensor:
+    """Closed-form KL(q || p) between diagonal Gaussians, one term per dimension.
 
-    KL = sum_d [ log(sigma_p / sigma_q) + (sigma_q^2 + (mu_q - mu_p)^2) / (2 sigma_p^2) - 1/2 ]
+    KL_d = log(sigma_p / sigma_q) + (sigma_q^2 + (mu_q - mu_p)^2) / (2 sigma_p^2) - 1/2
     (Chung et al. 2015, eq. (10), with q the approximate posterior and p the prior.)
 
-    All arguments [..., Z] (broadcastable). Returns [...] in nats, >= 0.
+    All arguments [..., Z] (broadcastable). Returns [..., Z] in nats, >= 0.
     """
     var_ratio = (sigma_q / sigma_p) ** 2
-    return 0.5 * (var_ratio + ((mu_q - mu_p) / sigma_p) ** 2 - 1.0 - torch.log(var_ratio)).sum(-1)
+    return 0.5 * (var_ratio + ((mu_q - mu_p) / sigma_p) ** 2 - 1.0 - torch.log(var_ratio))
+
+
+def gaussian_kl(mu_q: torch.Tensor, sigma_q: torch.Tensor, mu_p: torch.Tensor, sigma_p: torch.Tensor) -> torch.Tensor:
+    """Closed-form KL(q || p) between diagonal Gaussians, summed over the last dimension
+    (`gaussian_kl_per_dim` summed). All arguments [..., Z]; returns [...] in nats, >= 0."""
+    return gaussian_kl_per_dim(mu_q, sigma_q, mu_p, sigma_p).sum(-1)
 
 
 def gmm_log_prob(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
