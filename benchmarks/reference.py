@@ -27,7 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vrnn.config import ModelConfig  # noqa: E402
-from vrnn.model import VRNN, VRNNOutput, mlp  # noqa: E402
+from vrnn.model import VRNN, VRNNOutput, generation_noise, mlp  # noqa: E402
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -160,30 +160,31 @@ class ReferenceVRNN(nn.Module):
                output_noise: bool = True) -> torch.Tensor:
         """Generate normalised frames [B, T, X]: z_t ~ prior, x_t ~ decoder, then the LSTM step.
 
-        Draws from `generator` in the same order as `vrnn.VRNN.sample` (eps_z [B, Z]; for GMMs the
-        component [B, 1]; eps_x [B, X]), so the same seed gives the same audio.
+        Takes its random numbers from `vrnn.model.generation_noise`, as `vrnn.VRNN.sample` does (all drawn
+        before the loop: eps_z [T, B, Z], Gumbel noise [T, B, K] for GMMs, eps_x [T, B, X]), so the same
+        seed gives the same audio. The mixture component is the Gumbel-max draw argmax_k (logits_k + g_k).
         """
         c = self.config
         p = self.rnn.weight_hh
+        eps_z, gumbel, eps_x = generation_noise(c, n_frames, batch_size, generator, output_noise, p.device, p.dtype)
         h = torch.zeros(batch_size, c.h_dim, dtype=p.dtype, device=p.device)
         cell = torch.zeros_like(h)
         frames = []
-        for _ in range(n_frames):
+        for t in range(n_frames):
             phi_z_t = None
             if c.has_latent:
                 mu, sd = self._prior(h)
-                z_t = mu + sd * torch.randn(mu.shape, generator=generator, device=p.device, dtype=p.dtype)
+                z_t = mu + sd * eps_z[t]
                 phi_z_t = self.phi_z(z_t)
             dec = self._decoder(phi_z_t, h)
             if c.gmm_output:
                 logits, mu, sd = dec
-                k = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]  # [B]
+                k = torch.argmax(logits + gumbel[t], -1)  # [B]
                 rows = torch.arange(batch_size, device=p.device)
                 mu, sd = mu[rows, k], sd[rows, k]
             else:
                 mu, sd = dec
-            x_t = mu + sd * torch.randn(mu.shape, generator=generator, device=p.device, dtype=p.dtype) \
-                if output_noise else mu
+            x_t = mu + sd * eps_x[t] if output_noise else mu
             frames.append(x_t)
             phi_x_t = self.phi_x(x_t)
             inp = phi_x_t if phi_z_t is None else torch.cat([phi_x_t, phi_z_t], dim=-1)

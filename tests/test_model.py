@@ -1,5 +1,7 @@
 """Model shapes, the ELBO's parts, gradients through the whole recurrence, sampling."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -87,3 +89,32 @@ def test_config_validation():
         preset("huge")
     cfg = preset("paper")
     assert (cfg.h_dim, cfg.z_dim, cfg.phi_x, cfg.decoder) == (4000, 200, (600,) * 4, (600,) * 4)
+
+
+def test_gumbel_noise_draws_the_mixture_component_with_softmax_probabilities():
+    """The component k_t = argmax_k (logits_k + g_k) of `generation_noise` must be a draw from softmax(logits)."""
+    from vrnn.model import generation_noise
+
+    logits = torch.tensor([2.0, 0.0, -1.0, 1.0, 0.5])
+    n = 40_000
+    cfg = dataclasses.replace(preset("tiny", "vrnn-gmm"), n_components=len(logits))
+    g = generation_noise(cfg, n, 1, torch.Generator().manual_seed(0)).gumbel[:, 0]  # [n, K]
+    freq = torch.bincount((logits + g).argmax(-1), minlength=len(logits)).double() / n
+    p = torch.softmax(logits.double(), -1)
+    se = (p * (1 - p) / n).sqrt()
+    assert torch.all((freq - p).abs() < 4 * se), (freq, p)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sample_uses_the_given_noise_and_the_unfused_linear_relu_agrees(family, monkeypatch):
+    """`sample(noise=...)` equals `sample(generator=...)` for the noise that generator draws, and the
+    fallback of the fused Linear + ReLU (addmm + relu_) gives the same frames."""
+    import vrnn.model as vm
+
+    m = _model(family)
+    noise = vm.generation_noise(m.config, 9, 2, torch.Generator().manual_seed(3))
+    a = m.sample(9, 2, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(m.sample(9, 2, noise=noise), a, rtol=0, atol=0)
+    monkeypatch.setattr(vm, "_ADDMM_RELU", None)
+    torch.testing.assert_close(m.sample(9, 2, noise=noise), a, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(m.sample(9, 2, generator=torch.Generator().manual_seed(4)), a)

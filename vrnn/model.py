@@ -160,21 +160,6 @@ class VRNN(nn.Module):
             return gmm_log_prob(x, *params)
         return gaussian_log_prob(x, *params)
 
-    def sample_output(self, params: tuple[torch.Tensor, ...], generator: torch.Generator | None = None,
-                      noise: bool = True) -> torch.Tensor:
-        """Draw x_t [B, X] from the decoder's distribution (its mean, or the chosen component's mean,
-        when noise=False)."""
-        if self.config.gmm_output:
-            logits, mu, sigma = params
-            k = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)  # [B, 1]
-            idx = k[..., None].expand(-1, 1, mu.shape[-1])
-            mu, sigma = mu.gather(-2, idx).squeeze(-2), sigma.gather(-2, idx).squeeze(-2)
-        else:
-            mu, sigma = params
-        if not noise:
-            return mu
-        return mu + sigma * torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-
     # -- the teacher-forced pass --
     def forward(self, x: torch.Tensor, sample: bool = True, noise: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> VRNNOutput:
@@ -299,21 +284,28 @@ class VRNN(nn.Module):
 
     @torch.no_grad()
     def sample(self, n_frames: int, batch_size: int = 1, generator: torch.Generator | None = None,
-               output_noise: bool = True) -> torch.Tensor:
+               output_noise: bool = True, noise: GenerationNoise | None = None) -> torch.Tensor:
         """Generate normalised frames [B, T, X] from the model (Chung et al. 2015, section 3.2).
 
         Each step draws z_t from the prior p(z_t | h_{t-1}) (never the encoder), x_t from
         p(x_t | z_t, h_{t-1}) (its mean if output_noise=False), then h_t = LSTM([phi_x(x_t), phi_z(z_t)], h_{t-1}).
-        Every network runs at every step; the products of h_{t-1} (prior, decoder and LSTM) are fused
-        into one, so are those of phi_z(z_t) (decoder and LSTM), and weights are stored [in, out]. Random draws per step, in this order: eps_z [B, Z],
-        the mixture component [B, 1] (GMMs), eps_x [B, X]; so a seed gives the same audio as the
-        straightforward loop of benchmarks/reference.py.
+        All random numbers are drawn before the loop (`generation_noise`, from `generator`), so a seed
+        gives the same audio as the straightforward loop of benchmarks/reference.py; or pass `noise`.
+
+        Every network runs at every step, so the loop is what the speed of generation is made of. The
+        products of h_{t-1} (prior, decoder and gates) are fused into one, so are those of the LSTM's
+        input [phi_x(x_t), phi_z(z_t)]; each Linear + ReLU is one call (`_linear_relu`); weights are
+        stored [in, out], the large ones split over threads (`_split_cols`). benchmarks/README.md
+        has the measurements.
         """
         c = self.config
-        H, Z = c.h_dim, c.z_dim
+        H, Z, X = c.h_dim, c.z_dim, c.x_dim
         dev, dtype = self.x_mean.device, self.rnn.weight_hh.dtype
-        W_ih, dec_first = self.rnn.weight_ih, self.decoder[0]
-        dx = c.phi_x[-1]
+        if noise is None:
+            noise = generation_noise(c, n_frames, batch_size, generator, output_noise, dev, dtype)
+        eps_z, gumbel, eps_x = (None if n is None else n.unbind(0) for n in noise)  # T x [B, .] each
+        B = batch_size
+        dec_first = self.decoder[0]
         dz = dec_first.weight.shape[1] - H  # phi_z width (0 for RNNs)
         D1 = dec_first.weight.shape[0]
         # h_{t-1} -> [prior layer 1 | decoder layer 1 (h part) | gates]; all biases of the gates here.
@@ -326,68 +318,87 @@ class VRNN(nn.Module):
             P1 = self.prior[0].weight.shape[0]
             prior_rest = _linears(self.prior[2:])
             prior_head = self.prior_head.weight.t().contiguous(), self.prior_head.bias
-        h = torch.zeros(batch_size, H, device=dev, dtype=dtype)
+        h = torch.zeros(B, H, device=dev, dtype=dtype)
         parts = _split_parts(h)
-        W_h, b_h = _split_cols(torch.cat(hw), parts), torch.cat(hb)  # [H, P1 + D1 + 4H]
-        b_h = b_h.expand(batch_size, -1)
+        W_h = _split_cols(torch.cat(hw), parts)  # [H, P1 + D1 + 4H] or its column blocks
+        b_h = _split_bias(torch.cat(hb), W_h, B)
+        W_in = _split_cols(self.rnn.weight_ih, parts)  # [phi_x(x_t), phi_z(z_t)] -> gates: [Dx + Dz, 4H]
         if c.has_latent:
             phi_z = _linears(self.phi_z)
-            # phi_z(z_t) -> [decoder layer 1 (z part) | gates (z part)], added onto h_{t-1}'s products
-            W_z = _split_cols(torch.cat([dec_first.weight[:, :dz], W_ih[:, dx:]]), parts)  # [Dz, D1 + 4H]
-        W_x = _split_cols(W_ih[:, :dx], parts)  # [Dx, 4H]
+            W_zd = dec_first.weight[:, :dz].t().contiguous()  # phi_z(z_t) -> decoder layer 1: [Dz, D1]
         dec_rest = _linears(self.decoder[2:])
         dec_head = (_split_cols(self.decoder_head.weight, parts),  # [D, out], large for GMMs: out = K (1 + 2X)
-                    self.decoder_head.bias.expand(batch_size, -1))
+                    self.decoder_head.bias.expand(B, -1))
         phi_x = _linears(self.phi_x)
         sigma_min = torch.tensor(c.sigma_min, device=dev, dtype=dtype)  # a tensor: cheaper to add than a float
+        K = c.n_components
         cell = torch.zeros_like(h)
         frames = []
-        for _ in range(n_frames):
+        for t in range(n_frames):
             hp = _addmm(b_h, h, W_h)  # [B, P1 + D1 + 4H]
             gates = hp[:, P1 + D1:]
-            d = hp[:, P1:P1 + D1]
             if c.has_latent:
-                eps = torch.randn((batch_size, Z), generator=generator, device=dev, dtype=dtype)
                 if c.learned_prior:  # p(z_t | h_{t-1}), eq. (5)
                     a = hp[:, :P1].relu()
                     for w, b in prior_rest:
-                        a = torch.addmm(b, a, w).relu()
+                        a = _linear_relu(b, a, w)
                     raw = torch.addmm(prior_head[1], a, prior_head[0])  # [B, 2Z]
-                    z = torch.addcmul(raw[:, :Z], std_from_raw(raw[:, Z:], sigma_min), eps)
+                    z = torch.addcmul(raw[:, :Z], std_from_raw(raw[:, Z:], sigma_min), eps_z[t])
                 else:  # N(0, I): z = 0 + 1 * eps
-                    z = eps
+                    z = eps_z[t]
                 pz = z
                 for w, b in phi_z:
-                    pz = torch.addmm(b, pz, w).relu()
-                dg = _addmm(hp[:, P1:], pz, W_z)  # [B, D1 + 4H]
-                d, gates = dg[:, :D1], dg[:, D1:]
-            d = d.relu()
+                    pz = _linear_relu(b, pz, w)
+                d = _linear_relu(hp[:, P1:P1 + D1], pz, W_zd)  # decoder layer 1, eq. (6)
+            else:
+                d = hp[:, P1:P1 + D1].relu()
             for w, b in dec_rest:  # p(x_t | z_t, h_{t-1}), eq. (6)
-                d = torch.addmm(b, d, w).relu()
-            x_t = self._sample_head(_addmm(dec_head[1], d, dec_head[0]), generator, output_noise, sigma_min)
+                d = _linear_relu(b, d, w)
+            raw = _addmm(dec_head[1], d, dec_head[0])
+            if c.gmm_output:  # the component by Gumbel-max: argmax_k (logits_k + g_k) ~ Categorical(softmax(logits))
+                k = (raw[:, :K] + gumbel[t]).argmax(-1, keepdim=True)  # [B, 1]
+                raw = raw[:, K:].view(B, K, 2 * X).gather(1, k[:, :, None].expand(-1, 1, 2 * X))[:, 0]  # [B, 2X]
+            x_t = raw[:, :X]
+            if eps_x is not None:
+                x_t = torch.addcmul(x_t, std_from_raw(raw[:, X:], sigma_min), eps_x[t])
             frames.append(x_t)
             p = x_t
             for w, b in phi_x:
-                p = torch.addmm(b, p, w).relu()
-            h, cell = _lstm_pointwise(_addmm(gates, p, W_x), cell)  # eq. (7)
+                p = _linear_relu(b, p, w)
+            inp = p if not c.has_latent else torch.cat([p, pz], 1)  # the LSTM's input, as nn.LSTMCell's
+            h, cell = _lstm_pointwise(_addmm(gates, inp, W_in), cell)  # eq. (7)
         return torch.stack(frames, 1)
 
-    def _sample_head(self, raw: torch.Tensor, generator: torch.Generator | None, noise: bool,
-                     sigma_min: torch.Tensor) -> torch.Tensor:
-        """x_t [B, X] from the decoder head's raw output [B, out] (as `sample_output` on `decoder_params`)."""
-        c = self.config
-        X = c.x_dim
-        if c.gmm_output:
-            K = c.n_components
-            k = torch.multinomial(torch.softmax(raw[:, :K], -1), 1, generator=generator)  # [B, 1]
-            comp = raw[:, K:].view(-1, K, 2 * X).gather(1, k[:, :, None].expand(-1, 1, 2 * X))[:, 0]  # [B, 2X]
-            mu, s = comp[:, :X], comp[:, X:]
-        else:
-            mu, s = raw[:, :X], raw[:, X:]
-        if not noise:
-            return mu
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return torch.addcmul(mu, std_from_raw(s, sigma_min), eps)
+
+@dataclass
+class GenerationNoise:
+    """The random numbers of one generation, drawn before the loop, time major.
+
+    eps_z:  [T, B, Z] N(0, I), z_t = mu_0,t + sigma_0,t * eps_z (None for RNNs)
+    gumbel: [T, B, K] standard Gumbel, the mixture component k_t = argmax_k (logits_k + gumbel_k)
+            (the Gumbel-max trick: a draw from softmax(logits); None unless the output is a GMM)
+    eps_x:  [T, B, X] N(0, I), x_t = mu_x,t + sigma_x,t * eps_x (None when the output's mean is used)
+    """
+
+    eps_z: torch.Tensor | None
+    gumbel: torch.Tensor | None
+    eps_x: torch.Tensor | None
+
+    def __iter__(self):
+        return iter((self.eps_z, self.gumbel, self.eps_x))
+
+
+def generation_noise(config: ModelConfig, n_frames: int, batch_size: int = 1,
+                     generator: torch.Generator | None = None, output_noise: bool = True,
+                     device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> GenerationNoise:
+    """Draw all the random numbers of `VRNN.sample` at once, in this order: eps_z, then the Gumbel noise
+    (-log(-log u), u ~ U[0, 1)), then eps_x. Shapes in `GenerationNoise`."""
+    T, B = n_frames, batch_size
+    draw = lambda f, d: f((T, B, d), generator=generator, device=device, dtype=dtype)  # noqa: E731
+    eps_z = draw(torch.randn, config.z_dim) if config.has_latent else None
+    gumbel = draw(torch.rand, config.n_components).log_().neg_().log_().neg_() if config.gmm_output else None
+    eps_x = draw(torch.randn, config.x_dim) if output_noise else None
+    return GenerationNoise(eps_z, gumbel, eps_x)
 
 
 def _split_parts(x: torch.Tensor) -> int:
@@ -409,14 +420,38 @@ def _split_cols(w: torch.Tensor, parts: int) -> torch.Tensor:
     return w.view(parts, N // parts, K).transpose(1, 2).contiguous()
 
 
+def _split_bias(b: torch.Tensor, w: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """A bias [N] laid out for `_addmm` with the weight w from `_split_cols`: [B, N], or [P, B, N / P]
+    when w is split in P column blocks (so the loop need not rearrange it at every step)."""
+    if w.dim() == 2:
+        return b.expand(batch_size, -1)
+    P, _, n = w.shape
+    return b.view(P, 1, n).expand(P, batch_size, n)
+
+
 def _addmm(c: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """c + x @ w for the loops: c [B, N], x [B, K]; w [K, N], or its column blocks [P, K, N / P]."""
+    """c + x @ w for the loops: x [B, K]; w [K, N], or its column blocks [P, K, N / P]; c [B, N], or
+    already [P, B, N / P] (`_split_bias`). Returns [B, N]."""
     if w.dim() == 2:
         return torch.addmm(c, x, w)
     P, K, n = w.shape
     B = x.shape[0]
-    out = torch.baddbmm(c.view(B, P, n).transpose(0, 1), x.expand(P, B, K), w)  # [P, B, N / P]
-    return out.transpose(0, 1).reshape(B, P * n)  # a view when B == 1
+    if c.dim() == 2:
+        c = c.view(B, P, n).transpose(0, 1)
+    out = torch.baddbmm(c, x.expand(P, B, K), w)  # [P, B, N / P]
+    return out.view(B, P * n) if B == 1 else out.transpose(0, 1).reshape(B, P * n)
+
+
+_ADDMM_RELU = getattr(torch, "_addmm_activation", None)  # addmm then ReLU in one call (torch >= 1.13)
+
+
+def _linear_relu(b: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """relu(b + x @ w), one call in the loops: b [N] or [B, N], x [B, K], w [K, N]. Uses torch's
+    fused `_addmm_activation` (private) where present, else addmm + relu_; the two agree exactly
+    (tests/test_model.py)."""
+    if _ADDMM_RELU is not None:
+        return _ADDMM_RELU(b, x, w)
+    return torch.addmm(b, x, w).relu_()
 
 
 def _linears(seq: nn.Sequential) -> list[tuple[torch.Tensor, torch.Tensor]]:
