@@ -15,9 +15,7 @@ switch or a toggled row never reruns the model.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import io
 import json
 import os
 import re
@@ -345,19 +343,8 @@ def wav(waveform: np.ndarray) -> bytes:
 
 
 def frames_csv(a: vrnn.Analysis) -> bytes:
-    """The per-frame table as CSV: time_s, delta_t, kl_t_nats, log_px_t_nats (frame log-likelihood).
-
-    RNN models have no latent variable: their delta_t and KL_t columns are left empty.
-    """
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["time_s", "delta_t", "kl_t_nats", "log_px_t_nats"])
-    empty = [""] * a.n_frames
-    delta = a.delta if a.has_latent else empty
-    kl = a.kl if a.has_latent else empty
-    for t, d, k, lp in zip(a.times, delta, kl, a.log_px, strict=True):
-        w.writerow([f"{t:.5f}", d if d == "" else f"{d:.6g}", k if k == "" else f"{k:.6g}", f"{lp:.6g}"])
-    return buf.getvalue().encode()
+    """The per-frame table as CSV bytes (`Analysis.to_csv`, the same file as `vrnn analyze --csv`)."""
+    return a.to_csv().encode()
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

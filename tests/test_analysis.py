@@ -34,7 +34,7 @@ def test_analyze_silence_and_rnn():
     a = analyze(m, np.zeros(4000, np.float32), 16000)
     assert np.isfinite(a.kl).all() and np.isfinite(a.delta).all() and np.isfinite(a.elbo)
     r = analyze(VRNN(preset("tiny", "rnn-gauss")).eval(), speechlike(0.5), 16000)
-    assert not r.has_latent and r.kl is None and set(r.table()) == {"time_s", "log_px_nats"}
+    assert not r.has_latent and r.kl is None and set(r.table()) == {"time_s", "log_px_t_nats"}
 
 
 def test_analyze_rejects_bad_input(tiny_checkpoint):
@@ -60,3 +60,23 @@ def test_generate_length_seed_and_scale():
     assert generate(m, seconds=0.1, seed=0, n_samples=3).shape == (3, 1600)
     with pytest.raises(ValueError):
         generate(m, seconds=0)
+
+
+def test_csv_has_the_same_columns_for_every_family(tiny_checkpoint):
+    """One writer (`Analysis.to_csv`): the values are the analysis's, RNN rows leave delta_t and KL_t empty."""
+    import csv
+    import io
+
+    torch.manual_seed(0)
+    rnn = VRNN(preset("tiny", "rnn-gauss")).eval()
+    vr = load_checkpoint(tiny_checkpoint)
+    wave = speechlike(0.3)
+    for model in (vr, rnn):
+        a = analyze(model, wave)
+        rows = list(csv.DictReader(io.StringIO(a.to_csv())))
+        assert list(rows[0]) == ["time_s", "delta_t", "kl_t_nats", "log_px_t_nats"] and len(rows) == a.n_frames
+        np.testing.assert_allclose([float(r["log_px_t_nats"]) for r in rows], a.log_px, rtol=1e-5)
+        if a.has_latent:
+            np.testing.assert_allclose([float(r["kl_t_nats"]) for r in rows], a.kl, rtol=1e-5, atol=1e-9)
+        else:
+            assert {r["delta_t"] for r in rows} == {""} and {r["kl_t_nats"] for r in rows} == {""}

@@ -43,8 +43,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    import csv
-
     from .analysis import analyze
     from .audio import load_audio
     from .checkpoint import load_checkpoint
@@ -67,10 +65,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     names = list(cols)
     rows = list(zip(*cols.values(), strict=True))
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(names)
-            w.writerows([[f"{v:.6g}" for v in r] for r in rows])
+        Path(args.csv).write_text(a.to_csv())
         print(f"Wrote per-frame table to {args.csv}")
     if args.table:
         print("\t".join(names))
@@ -188,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="Figure 2 for one clip: summary, per-frame table, figure", formatter_class=fmt)
     a.add_argument("checkpoint", help=".safetensors checkpoint")
     a.add_argument("clip", help="audio file (wav/flac/ogg/mp3, any rate and channels)")
-    a.add_argument("--csv", default=None, help="write the per-frame table (time s, delta, KL nats, log p(x_t) nats)")
+    a.add_argument("--csv", default=None, help="write the per-frame table as CSV: time_s, delta_t, kl_t_nats, log_px_t_nats")
     a.add_argument("--html", default=None, help="write the interactive Figure 2 (plotly) to this HTML file")
     a.add_argument("--table", action="store_true", help="print the per-frame table to stdout")
     a.add_argument("--sample", action="store_true", help="sample z from the posterior instead of following its mean")

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,12 +52,29 @@ class Analysis:
         return len(self.times)
 
     def table(self) -> dict[str, np.ndarray]:
-        """Per-frame columns: time_s, delta, kl_nats, log_px_nats (delta/kl empty for RNN models)."""
+        """Per-frame columns [T]: time_s, delta_t, kl_t_nats, log_px_t_nats (no delta_t or kl_t_nats for RNN
+        models)."""
         cols = {"time_s": self.times}
         if self.has_latent:
-            cols["delta"], cols["kl_nats"] = self.delta, self.kl
-        cols["log_px_nats"] = self.log_px
+            cols["delta_t"], cols["kl_t_nats"] = self.delta, self.kl
+        cols["log_px_t_nats"] = self.log_px
         return cols
+
+    def to_csv(self) -> str:
+        """The per-frame table as CSV text, one row per frame, the header
+        time_s, delta_t, kl_t_nats, log_px_t_nats (frame centre in s; delta_t; KL_t and log p(x_t | .) in
+        nats). RNN models have no latent variable: their delta_t and kl_t_nats cells are empty, so every
+        model's file has the same columns. The one writer of `vrnn analyze --csv` and the app's download."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["time_s", "delta_t", "kl_t_nats", "log_px_t_nats"])
+        empty = [""] * self.n_frames
+        delta = self.delta if self.has_latent else empty
+        kl = self.kl if self.has_latent else empty
+        g = lambda v: v if v == "" else f"{v:.6g}"  # noqa: E731
+        w.writerows([f"{t:.5f}", g(d), g(k), g(lp)] for t, d, k, lp in zip(self.times, delta, kl, self.log_px,
+                                                                             strict=True))
+        return buf.getvalue()
 
 
 @torch.inference_mode()
