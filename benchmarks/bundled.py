@@ -20,15 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from engine import analysis_errors, rel_err  # noqa: E402
 from reference import ReferenceVRNN, reference_analyze, reference_generate  # noqa: E402
 
 from vrnn import SAMPLE_RATE, analyze, generate, load_checkpoint  # noqa: E402
 from vrnn.data import Corpus  # noqa: E402
-
-
-def rel(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
 def main() -> None:
@@ -42,11 +38,8 @@ def main() -> None:
     for path in sorted((ROOT / "assets" / "checkpoints").glob("*.safetensors")):
         model = load_checkpoint(path)
         ref = ReferenceVRNN.from_model(model)
-        a, r = analyze(model, wave), reference_analyze(ref, wave)
-        out = {"log_px": rel(a.log_px, r["log_px"]), "elbo": abs(a.elbo - r["elbo"]) / abs(r["elbo"])}
-        if a.has_latent:
-            out.update(kl=rel(a.kl, r["kl"]), delta=rel(a.delta, r["delta"]))
-        out["audio_5s"] = rel(generate(model, 5.0, seed=1), reference_generate(ref, 5.0, seed=1))
+        out = analysis_errors(analyze(model, wave), reference_analyze(ref, wave))
+        out["audio_5s"] = rel_err(generate(model, 5.0, seed=1), reference_generate(ref, 5.0, seed=1))
         print(f"{path.name:28s} " + "  ".join(f"{k} {v:.1e}" for k, v in out.items()))
 
 

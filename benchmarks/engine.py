@@ -207,13 +207,20 @@ def rel_err(a, b) -> float:
     return float(np.abs(a - b).max() / scale) if scale > 0 else float(np.abs(a - b).max()) if a.size else 0.0
 
 
+def analysis_errors(a, b: dict) -> dict[str, float]:
+    """`rel_err` of log p(x_t | .), the ELBO and (for VRNNs) KL_t and delta_t: `vrnn.analyze`'s result `a`
+    against `reference_analyze`'s `b`."""
+    errs = {"log_px": rel_err(a.log_px, b["log_px"]), "elbo": rel_err(a.elbo, b["elbo"])}
+    if a.kl is not None:
+        errs.update(kl=rel_err(a.kl, b["kl"]), delta=rel_err(a.delta, b["delta"]))
+    return errs
+
+
 # -- the four measurements --
 def bench_analysis(model: VRNN, ref: ReferenceVRNN, plan: Plan, counts: dict) -> dict:
     wave = speechlike(plan.analysis_s)
     e, r, a, b = timed_pair(lambda: analyze(model, wave), lambda: reference_analyze(ref, wave), plan.repeats)
-    errs = {"log_px": rel_err(a.log_px, b["log_px"]), "elbo": rel_err(a.elbo, b["elbo"])}
-    if a.kl is not None:
-        errs.update(kl=rel_err(a.kl, b["kl"]), delta=rel_err(a.delta, b["delta"]))
+    errs = analysis_errors(a, b)
     frames = len(a.times)
     for d in (e, r):
         d["rtf"] = d["median_s"] / plan.analysis_s

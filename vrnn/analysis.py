@@ -17,6 +17,8 @@ from .audio import FRAME_SIZE, SAMPLE_RATE, AudioError, frame, frame_times
 from .distributions import gaussian_kl_per_dim
 from .model import VRNN
 
+CSV_COLUMNS = ("time_s", "delta_t", "kl_t_nats", "log_px_t_nats")  # the per-frame table's columns
+
 
 @dataclass
 class Analysis:
@@ -54,10 +56,11 @@ class Analysis:
     def table(self) -> dict[str, np.ndarray]:
         """Per-frame columns [T]: time_s, delta_t, kl_t_nats, log_px_t_nats (no delta_t or kl_t_nats for RNN
         models)."""
-        cols = {"time_s": self.times}
+        time_s, delta_t, kl_t, log_px_t = CSV_COLUMNS
+        cols = {time_s: self.times}
         if self.has_latent:
-            cols["delta_t"], cols["kl_t_nats"] = self.delta, self.kl
-        cols["log_px_t_nats"] = self.log_px
+            cols[delta_t], cols[kl_t] = self.delta, self.kl
+        cols[log_px_t] = self.log_px
         return cols
 
     def to_csv(self) -> str:
@@ -67,7 +70,7 @@ class Analysis:
         model's file has the same columns. The one writer of `vrnn analyze --csv` and the app's download."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["time_s", "delta_t", "kl_t_nats", "log_px_t_nats"])
+        w.writerow(CSV_COLUMNS)
         empty = [""] * self.n_frames
         delta = self.delta if self.has_latent else empty
         kl = self.kl if self.has_latent else empty
