@@ -6,7 +6,7 @@ Where things are found (first match wins for the defaults):
     checkpoints  $VRNN_CHECKPOINTS (folders separated by ':'), else assets/checkpoints/; plus every
                  `--checkpoints DIR` given after `--` (`streamlit run app.py -- --checkpoints runs/`).
                  Folders are searched two levels deep, so a run folder shows best, last and its snapshots.
-    clips        $VRNN_EXAMPLES, else assets/examples/; plus the sidebar's uploader.
+    clips        $VRNN_EXAMPLES, else assets/examples/; plus the sidebar's uploader and microphone recorder.
 Caching: models with st.cache_resource (keyed by path, size and modification time, or by the upload's
 SHA-256), per-clip analyses with st.cache_data (keyed by checkpoint key and the clip's SHA-256), so a page
 switch or a toggled row never reruns the model.
@@ -45,6 +45,7 @@ DEFAULT_EXAMPLES = ROOT / "assets" / "examples"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au")
 MAX_CLIP_SECONDS = 600.0  # longest clip analysed (10 min); the upload size limit is server.maxUploadSize
 PREFERRED_CHECKPOINT = "vrnn-gauss"
+RECORDING_NAME = "microphone recording.wav"  # how a recording is named in captions and messages
 TRAIN_COMMAND = ("python -m vrnn corpus --out data/allison\n"
                  "python -m vrnn train --data data/allison --preset cpu --out runs/vrnn-gauss\n"
                  "streamlit run app.py -- --checkpoints runs/vrnn-gauss")
@@ -180,9 +181,18 @@ def sidebar() -> None:
         if examples:
             st.selectbox("Example clip", list(examples), key="clip",
                          help=f"Audio files in {example_dir()}")
-        st.file_uploader("Or your own audio", key="upload",
+        st.file_uploader("Or your own audio", key="upload", on_change=_chose_source, args=("upload",),
                          help=f"WAV, FLAC, OGG, MP3 …; any sample rate and channel count; up to "
                               f"{MAX_CLIP_SECONDS / 60:.0f} minutes. It replaces the example clip until removed.")
+        st.audio_input("Or record from the microphone", key="recording", sample_rate=vrnn.SAMPLE_RATE,
+                       on_change=_chose_source, args=("recording",),
+                       help="Recorded in the browser at 16 kHz and checked like an upload. The newer of "
+                            "the recording and the upload is analysed; remove both to return to the examples.")
+
+
+def _chose_source(which: str) -> None:
+    """on_change of the uploader and the recorder: the one changed last is the clip (while it holds audio)."""
+    st.session_state["_source"] = which
 
 
 def require_checkpoints() -> dict[str, CheckpointRef]:
@@ -243,18 +253,36 @@ def clip_from_bytes(data: bytes, name: str, digest: str | None = None) -> Clip:
         raise vrnn.AudioError(msg) from None
 
 
+def _user_audio():
+    """The uploaded file or the microphone recording that should be analysed (the one changed last that
+    still holds audio), as (UploadedFile, name), or None when neither holds audio."""
+    held = {k: st.session_state.get(k) for k in ("upload", "recording")}
+    order = ["recording", "upload"] if st.session_state.get("_source") == "recording" else ["upload", "recording"]
+    for k in order:
+        f = held[k]
+        if f is not None:
+            return f, (RECORDING_NAME if k == "recording" else f.name)
+    return None
+
+
 def current_clip() -> Clip:
-    """The uploaded clip if there is one, else the chosen example. Errors are shown and stop the page."""
-    upload = st.session_state.get("upload")
+    """The uploaded or recorded clip if there is one, else the chosen example. Errors are shown and stop the
+    page; warnings (silence, clipping) are shown above the page's content."""
+    user = _user_audio()
     try:
-        if upload is not None:
+        if user is not None:
+            f, name = user
             digests = st.session_state.setdefault("_upload_digests", {})  # hash each upload once
-            if upload.file_id not in digests:
-                digests[upload.file_id] = hashlib.sha256(upload.getvalue()).hexdigest()
-            return clip_from_bytes(upload.getvalue(), upload.name, digests[upload.file_id])
+            if f.file_id not in digests:
+                digests[f.file_id] = hashlib.sha256(f.getvalue()).hexdigest()
+            clip = clip_from_bytes(f.getvalue(), name, digests[f.file_id])
+            for w in clip_warnings(clip):
+                st.warning(w)
+            return clip
         examples = find_examples()
         if not examples:
-            st.info(f"There are no example clips in `{example_dir()}`. Upload an audio file in the sidebar.")
+            st.info(f"There are no example clips in `{example_dir()}`. Upload an audio file or record one in the "
+                    "sidebar.")
             st.stop()
         path = examples.get(st.session_state.get("clip"), next(iter(examples.values())))
         stat = path.stat()
@@ -265,6 +293,32 @@ def current_clip() -> Clip:
     except OSError as e:
         st.error(f"The clip could not be read: {e}")
         st.stop()
+
+
+SILENCE_PEAK = 10 ** (-60 / 20)  # below -60 dBFS peak the clip is called silent
+CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped (full scale)
+CLIP_FRACTION = 0.001  # warn when more than 0.1 % of the samples are clipped
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _clip_levels(digest: str, _waveform: np.ndarray) -> tuple[float, float]:
+    x = np.abs(_waveform)
+    return float(x.max()), float(np.mean(x >= CLIP_LEVEL))
+
+
+def clip_warnings(clip: Clip) -> list[str]:
+    """Sentences about a user's clip that is analysed but may mislead: silence (peak below -60 dBFS) and
+    clipping (more than 0.1 % of the samples at full scale). Same for uploads and recordings."""
+    peak, clipped = _clip_levels(clip.digest, clip.waveform)
+    out = []
+    if peak < SILENCE_PEAK:
+        level = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "digital silence"
+        out.append(f"'{clip.name}' is silent (peak {level}): the model sees almost nothing, so the rows are flat. "
+                   "Check the microphone or the file.")
+    if clipped > CLIP_FRACTION:
+        out.append(f"'{clip.name}' is clipped: {100 * clipped:.1f} % of its samples are at full scale. The model "
+                   "never heard distortion like this in training; record or export it less loud.")
+    return out
 
 
 @st.cache_data(max_entries=16, show_spinner="Running the model over the clip …")

@@ -181,6 +181,66 @@ def test_silence_is_analysed(at):
     assert spec["layout"]["meta"]["rows"] == ["delta", "kl", "wave"]
 
 
+def record(at: AppTest, data: bytes | None) -> AppTest:
+    """A microphone recording, as st.audio_input delivers it (16 kHz WAV), or None to remove it."""
+    at.get("audio_input")[0].set_value(None if data is None else ("recording.wav", data, "audio/wav"))
+    return at.run()
+
+
+def test_recording_is_analysed_and_the_newer_source_wins(at):
+    from conftest import speechlike
+
+    assert at.get("audio_input")[0].sample_rate == 16_000
+    record(at, wav_bytes(speechlike(1.5, f0=200)))
+    assert_clean(at)
+    assert not at.error and not at.warning
+    (spec,) = figures(at)
+    assert spec["layout"]["xaxis3"]["range"][1] == pytest.approx(1.5)
+    assert any("microphone recording" in c.value for c in at.caption)
+    upload(at, "later.wav", wav_bytes(speechlike(1.25)))  # the upload came later: it is analysed
+    assert figures(at)[0]["layout"]["xaxis3"]["range"][1] == pytest.approx(1.25)
+    record(at, wav_bytes(speechlike(1.75)))  # then a new recording
+    assert figures(at)[0]["layout"]["xaxis3"]["range"][1] == pytest.approx(1.75)
+    record(at, None)  # removing the recording falls back to the upload, then to the example
+    assert figures(at)[0]["layout"]["xaxis3"]["range"][1] == pytest.approx(1.25)
+    at.file_uploader(key="upload").set_value(None).run()
+    assert figures(at)[0]["layout"]["xaxis3"]["range"][1] == pytest.approx(2.0)
+
+
+def _clipped() -> np.ndarray:
+    from conftest import speechlike
+
+    return np.clip(8 * speechlike(1.0), -1, 1)
+
+
+# name, audio, what the page says: an error stops the page, a warning leaves the figure
+BAD_RECORDINGS = {
+    "silence": (np.zeros(16_000, np.float32), "warning", "silent"),
+    "shorter than a frame": (np.zeros(100, np.float32), "error", "ms long"),
+    "clipping": (None, "warning", "clipped"),
+}
+
+
+@pytest.mark.parametrize("source", ["upload", "recording"])
+@pytest.mark.parametrize("case", list(BAD_RECORDINGS))
+def test_bad_recordings_and_uploads_get_the_same_message(at, source, case):
+    x, kind, words = BAD_RECORDINGS[case]
+    data = wav_bytes(_clipped() if x is None else x)
+    if source == "upload":
+        upload(at, "recording.wav", data)
+        name = "recording.wav"
+    else:
+        record(at, data)
+        name = "microphone recording.wav"
+    assert_clean(at)
+    msgs = at.error if kind == "error" else at.warning
+    assert len(msgs) == 1, [m.value for m in msgs]
+    assert name in msgs[0].value and words in msgs[0].value
+    assert len(figures(at)) == (0 if kind == "error" else 1)
+    if kind == "warning":
+        assert not at.error
+
+
 def test_csv_download_matches_the_analysis(at, app_env):
     import ui
 
