@@ -381,12 +381,34 @@ def training_logs(refs: list[CheckpointRef]) -> dict[str, list[dict]]:
     return {k: v for k, v in logs.items() if v}
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def _has_latent(key: str, path: str | None) -> bool | None:
+    """Whether a checkpoint file's model has latent variables, from its header alone (None if unreadable)."""
+    if path is None:
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, "pt") as f:
+            return vrnn.ModelConfig.from_dict(json.loads((f.metadata() or {})["config"])).has_latent
+    except Exception:  # a broken file: load_model shows its message when it is chosen
+        return None
+
+
+def has_latent(ref: CheckpointRef) -> bool | None:
+    """True for VRNN checkpoints, False for the RNN baselines, None when the header cannot be read."""
+    return _has_latent(ref.key, str(ref.path) if ref.path else None)
+
+
 def default_pair(ckpts: dict[str, CheckpointRef], first: str | None) -> list[str]:
-    """Two checkpoints to compare by default: the sidebar's choice and the next one from another run."""
+    """Two checkpoints to compare by default: the sidebar's choice and the next one from another run, both
+    with latent variables where there are two such (an RNN column has no delta_t and KL_t rows)."""
     labels = list(ckpts)
-    first = first if first in ckpts else labels[0]
+    latent = [k for k in labels if has_latent(ckpts[k])]
+    pool = latent if len(latent) >= 2 else labels
+    first = first if first in pool else pool[0]
     run = lambda label: label.split("/")[0]  # noqa: E731
-    other = [k for k in labels if k != first and run(k) != run(first)] + [k for k in labels if k != first]
+    other = [k for k in pool if k != first and run(k) != run(first)] + [k for k in pool if k != first]
     return [first] + other[:1]
 
 

@@ -201,10 +201,16 @@ def test_compare_page_draws_two_checkpoints(server, page):
     expect(plot).to_be_visible()
     settle(page)
     assert_no_exception(page)
-    assert plot.evaluate("gd => gd.layout.meta.columns") == ["vrnn-gauss", "rnn-gauss"]
+    assert plot.evaluate("gd => gd.layout.meta.columns") == ["vrnn-gauss", "run-b/best"]  # both have latents
     titles = plot.locator("text.annotation-text").evaluate_all("els => els.map(e => e.textContent)")
-    assert "vrnn-gauss" in titles and "rnn-gauss" in titles  # the column titles are drawn
+    assert "vrnn-gauss" in titles and "run-b/best" in titles  # the column titles are drawn
     assert plot.locator("g.subplot").count() == 6  # 3 rows x 2 checkpoints
+    # the right-hand column has its own tick labels, inside the figure and not overlapping the left column
+    assert plot.locator(".yaxislayer-above g.y2tick text").count() >= 2
+    left_end = plot.evaluate("gd => gd.getBoundingClientRect().left + gd._fullLayout.xaxis._offset"
+                             " + gd._fullLayout.xaxis._length")
+    for label in plot.locator(".yaxislayer-above g.y2tick text").all():
+        assert label.bounding_box()["x"] > left_end, "a right-hand tick label overlaps the left column"
 
 
 def test_generate_page_gives_playable_audio(server, page):

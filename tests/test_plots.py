@@ -172,6 +172,10 @@ def test_compare_figure_shares_time_axis_and_scales():
     xr = {tuple(lay[k]["range"]) for k in lay if k.startswith("xaxis")}
     assert xr == {(0.0, a.n_frames * FRAME_SECONDS)}
     assert any("RNN" in ann["text"] for ann in lay["annotations"])
+    # every column, the right-hand ones too, has its own tick labels; the first column names each row's axis
+    ys = [k for k in lay if k.startswith("yaxis")]
+    assert len(ys) == 9 and all(lay[k].get("showticklabels") is True for k in ys)
+    assert ["KL" in lay["yaxis4"]["title"]["text"], lay["yaxis7"]["title"]["text"]] == [True, "amplitude"]
 
 
 def test_figure3_one_row_per_sample_same_scale():

@@ -244,8 +244,7 @@ def compare_figure(analyses: Mapping[str, Analysis], max_points: int = 2000,
     """
     names = list(analyses)
     fig = make_subplots(rows=3, cols=len(names), shared_xaxes="all", shared_yaxes="rows",
-                        column_titles=names, row_titles=["δ<sub>t</sub>", "KL<sub>t</sub> (nats)", "waveform"],
-                        horizontal_spacing=0.02, vertical_spacing=0.05)
+                        column_titles=names, horizontal_spacing=0.06, vertical_spacing=0.05)
     hover = "%{x:.3f} s<br>%{y:.4g}<extra></extra>"
     for c, name in enumerate(names, start=1):
         a = analyses[name]
@@ -269,6 +268,11 @@ def compare_figure(analyses: Mapping[str, Analysis], max_points: int = 2000,
 
     peak = 1.05 * max(float(np.max(np.abs(a.waveform[_sample_slice(a, time_range) or slice(None)])))
                       for a in analyses.values())
+    # Every column gets its own tick labels (one scale, so the same numbers) and the first its axis titles,
+    # written horizontally-readable beside the ticks rather than as rotated row titles at the far right.
+    for r, name in enumerate(("delta", "kl", "wave"), start=1):
+        fig.update_yaxes(title_text=Y_TITLES[name], row=r, col=1)
+    fig.update_yaxes(showticklabels=True, tickfont=dict(size=11))
     for c in range(1, len(names) + 1):
         fig.update_yaxes(range=[0, top("delta")], row=1, col=c)
         fig.update_yaxes(range=[0, top("kl")], row=2, col=c)
@@ -276,7 +280,7 @@ def compare_figure(analyses: Mapping[str, Analysis], max_points: int = 2000,
     x_end = max(a.n_frames for a in analyses.values()) * FRAME_SECONDS
     fig.update_xaxes(range=list(time_range or (0.0, x_end)))
     fig.update_layout(height=ROW_HEIGHT * 3 + 120, showlegend=False, hovermode="x", template="plotly_white",
-                      margin=dict(l=60, r=80, t=50, b=45), meta={"columns": names})
+                      margin=dict(l=70, r=20, t=50, b=45), meta={"columns": names})
     return fig
 
 
