@@ -321,13 +321,14 @@ def clip_warnings(clip: Clip) -> list[str]:
     return out
 
 
-@st.cache_data(max_entries=16, show_spinner="Running the model over the clip …")
+@st.cache_resource(max_entries=6, show_spinner="Running the model over the clip …")
 def _analysis(ckpt_key: str, clip_digest: str, _model: vrnn.VRNN, _waveform: np.ndarray) -> vrnn.Analysis:
-    return vrnn.analyze(_model, _waveform, vrnn.SAMPLE_RATE)
+    return vrnn.analyze(_model, _waveform, vrnn.SAMPLE_RATE).astype(np.float32)
 
 
 def analysis(ref: CheckpointRef, model: vrnn.VRNN, clip: Clip) -> vrnn.Analysis:
-    """Figure 2's quantities for `clip` under `ref`; computed once per (checkpoint, clip content)."""
+    """Figure 2's quantities for `clip` under `ref` as float32 arrays; computed once per (checkpoint, clip
+    content) and shared, not copied, by every rerun (st.cache_resource): treat it as read-only."""
     return _analysis(ref.key, clip.digest, model, clip.waveform)
 
 
@@ -341,8 +342,9 @@ def generated(ref: CheckpointRef, model: vrnn.VRNN, seconds: float, seed: int, n
     return _generated(ref.key, float(seconds), int(seed), int(n), model)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def log_mel(clip_digest: str, _waveform: np.ndarray) -> np.ndarray:
+    """The clip's log-mel spectrogram [64, T] dB, computed once per clip and shared (read-only)."""
     from vrnn.plots import log_mel as _log_mel
 
     return _log_mel(_waveform)
@@ -418,6 +420,17 @@ def wav(waveform: np.ndarray) -> bytes:
     return to_wav_bytes(waveform, vrnn.SAMPLE_RATE)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _wav_part(digest: str, i0: int, i1: int, _waveform: np.ndarray) -> bytes:
+    return wav(_waveform[i0:i1])
+
+
+def wav_part(digest: str, waveform: np.ndarray, i0: int = 0, i1: int | None = None) -> bytes:
+    """WAV bytes of waveform[i0:i1], encoded once per (content digest, range): moving the selection back and
+    forth, or a rerun, never re-encodes."""
+    return _wav_part(digest, int(i0), len(waveform) if i1 is None else int(i1), waveform)
+
+
 def frames_csv(a: vrnn.Analysis) -> bytes:
     """The per-frame table as CSV bytes (`Analysis.to_csv`, the same file as `vrnn analyze --csv`)."""
     return a.to_csv().encode()
@@ -452,6 +465,32 @@ def model_summary(ref: CheckpointRef, model: vrnn.VRNN) -> dict:
     }
 
 
-def plotly(fig, key: str | None = None) -> None:
-    """st.plotly_chart with the app's settings (full width, no logo, PNG export at 2x)."""
-    st.plotly_chart(fig, key=key, theme=None, config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}})
+PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
+
+
+def plotly(fig, key: str | None = None, on_select=None):
+    """st.plotly_chart with the app's settings (full width, no logo, PNG export at 2x). With `on_select` (a
+    callback) a drag box-selects and the callback runs before the rerun; returns the selection state."""
+    if on_select is None:
+        return st.plotly_chart(fig, key=key, theme=None, config=PLOTLY_CONFIG)
+    return st.plotly_chart(fig, key=key, theme=None, config=PLOTLY_CONFIG, on_select=on_select,
+                           selection_mode="box")
+
+
+def selected_range(state, duration: float) -> tuple[float, float] | None:
+    """The time range (s) of the last box drawn on a figure with time on x (the selection state of
+    st.plotly_chart), clamped to [0, duration] and snapped outward to whole 12.5 ms frames; None when the
+    selection is empty (a double click clears it)."""
+    try:
+        boxes = state["selection"]["box"]
+    except (KeyError, TypeError):
+        return None
+    if not boxes:
+        return None
+    x = [float(v) for v in boxes[-1]["x"]]
+    f = vrnn.audio.FRAME_SECONDS
+    lo = min(max(0.0, np.floor(min(x) / f) * f), duration)
+    hi = min(max(0.0, np.ceil(max(x) / f) * f), duration)
+    if hi - lo < f:
+        lo, hi = max(0.0, min(lo, duration - f)), min(duration, max(lo, 0.0) + f)
+    return round(lo, 4), round(hi, 4)

@@ -1,4 +1,9 @@
-"""Home: Chung et al. 2015, Figure 2 for the chosen clip and checkpoint (delta_t, KL_t, waveform)."""
+"""Home: Chung et al. 2015, Figure 2 for the chosen clip and checkpoint (delta_t, KL_t, waveform).
+
+The model runs once per (checkpoint, clip); everything below it is an `st.fragment` that reruns alone when a
+row is toggled or the time selection moves, from cached float32 arrays, a cached spectrogram and cached WAV
+bytes: no model pass, no recomputation.
+"""
 
 import streamlit as st
 
@@ -7,9 +12,9 @@ import vrnn
 from vrnn.audio import FRAME_SECONDS
 from vrnn.plots import figure2
 
+FIG_ROW_PX = 130  # plot height of each main row: the three rows fit a 1400 x 900 window with the controls
+
 st.title("Figure 2")
-st.markdown("How the latent variable of the VRNN responds to each 12.5 ms frame of a clip (Chung et al. 2015, "
-            "Figure 2). Choose a checkpoint and a clip, or upload your own, in the sidebar.")
 
 ref = ui.selected_checkpoint()
 model = ui.load_model(ref)
@@ -18,36 +23,50 @@ a = ui.analysis(ref, model, clip)
 
 st.caption(f"**{clip.name}** ({clip.seconds:.2f} s, {a.n_frames} frames of 12.5 ms) · checkpoint **{ref.label}** "
            f"({model.config.family}, LSTM {model.config.h_dim}"
-           + (f", latent {model.config.z_dim})" if model.config.has_latent else ")"))
+           + (f", latent {model.config.z_dim})" if model.config.has_latent else ")")
+           + " · drag on the figure to select a stretch, double-click to select all")
 if not a.has_latent:
     st.info(f"{ref.label} is an RNN model ({model.config.family}) without latent variables, so it has no "
             "δ_t and KL_t rows; shown instead is the log-likelihood of each frame.")
 
-# Extra rows (off by default) and the time range: these only redraw; the model pass above is cached.
-c1, c2, c3 = st.columns(3)
-show_mel = c1.toggle("Log-mel spectrogram", key="row_mel")
-show_kl = c2.toggle("KL per latent dimension", key="row_kl_dims", disabled=not a.has_latent)
-show_means = c3.toggle("Prior and posterior means", key="row_means", disabled=not a.has_latent)
-
 duration = a.n_frames * FRAME_SECONDS
-time_range = None
-if a.n_frames > 4:
-    lo, hi = st.slider("Time range (s): zooms every row and plays just that stretch", 0.0, duration,
-                       (0.0, duration), step=FRAME_SECONDS, format="%.3f", key=f"zoom_{clip.digest[:16]}")
-    if hi - lo < FRAME_SECONDS:
-        hi = min(duration, lo + FRAME_SECONDS)
-    if (lo, hi) != (0.0, duration):
-        time_range = (lo, hi)
+ZOOM = f"zoom_{clip.digest[:16]}"  # the selected time range (s), one per clip
+st.session_state.setdefault(ZOOM, (0.0, duration))
 
-fig = figure2(a, spectrogram=ui.log_mel(clip.digest, a.waveform) if show_mel else False, kl_heatmap=show_kl,
-              means=show_means, time_range=time_range)
-if time_range:
-    i0, i1 = int(time_range[0] * a.sample_rate), int(time_range[1] * a.sample_rate)
-    st.audio(ui.wav(a.waveform[i0:i1]), format="audio/wav")
-    st.caption(f"Playing {time_range[0]:.3f}–{time_range[1]:.3f} s of the clip.")
-else:
-    st.audio(ui.wav(a.waveform), format="audio/wav")
-ui.plotly(fig, key="figure2")
+
+def _from_selection() -> None:
+    """on_select of the figure: a dragged box becomes the time range; an empty selection (double click) resets."""
+    st.session_state[ZOOM] = ui.selected_range(st.session_state.get("figure2"), duration) or (0.0, duration)
+
+
+@st.fragment
+def explore() -> None:
+    """Rows, selection, audio and figure: reruns alone on any of its controls."""
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
+    show_mel = c1.toggle("Spectrogram", key="row_mel", help="Log-mel spectrogram (64 bands, dB) below the rows")
+    show_kl = c2.toggle("KL per dim", key="row_kl_dims", disabled=not a.has_latent,
+                        help="KL_t of each latent dimension over time, as a heatmap")
+    show_means = c3.toggle("Means", key="row_means", disabled=not a.has_latent,
+                           help="Prior and posterior means of the three dimensions with the most KL")
+    time_range = None
+    if a.n_frames > 4:
+        lo, hi = c4.slider("Selection (s): zooms every row and plays just that stretch", 0.0, duration,
+                           step=FRAME_SECONDS, format="%.3f", key=ZOOM)
+        if hi - lo < FRAME_SECONDS:
+            hi = min(duration, lo + FRAME_SECONDS)
+        if (lo, hi) != (0.0, duration):
+            time_range = (lo, hi)
+    i0, i1 = (int(time_range[0] * a.sample_rate), int(time_range[1] * a.sample_rate)) if time_range else (0, None)
+    p1, p2 = st.columns([2, 3], vertical_alignment="center")
+    p1.audio(ui.wav_part(clip.digest, a.waveform, i0, i1), format="audio/wav")
+    p2.caption(f"Playing {time_range[0]:.3f}–{time_range[1]:.3f} s of the clip." if time_range
+               else "Playing the whole clip.")
+    fig = figure2(a, spectrogram=ui.log_mel(clip.digest, a.waveform) if show_mel else False, kl_heatmap=show_kl,
+                  means=show_means, time_range=time_range, row_px=FIG_ROW_PX, select=True)
+    ui.plotly(fig, key="figure2", on_select=_from_selection)
+
+
+explore()
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("ELBO on this clip", f"{a.elbo:,.0f} nats", help="Σ_t (log p(x_t | z_t, h_t−1) − KL_t) along the "

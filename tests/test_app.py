@@ -270,7 +270,7 @@ def test_rows_toggle_and_zoom_without_rerunning_the_model(at, monkeypatch):
     assert_clean(at)
     (spec,) = figures(at)
     assert spec["layout"]["meta"]["rows"] == ["delta", "kl", "wave", "mel", "kl_dims", "means"]
-    (zoom,) = [s for s in at.slider if s.label.startswith("Time range")]
+    (zoom,) = [s for s in at.slider if s.label.startswith("Selection")]
     zoom.set_value((0.5, 1.0)).run()
     (spec,) = figures(at)
     assert spec["layout"]["xaxis"]["range"] == pytest.approx([0.5, 1.0])
@@ -407,3 +407,16 @@ def test_checkpoint_folders_from_env_and_command_line(tmp_path, monkeypatch, app
     logs = ui.training_logs([found["vrnn-gauss/best"], found["vrnn-gauss/last"], snap])
     assert list(logs) == ["vrnn-gauss"]  # one run, one curve
     assert ui.default_pair(found, "vrnn-gauss/best")[1] != "vrnn-gauss/last"  # another run by default
+
+
+def test_selected_range_from_a_dragged_box():
+    import ui
+
+    box = lambda x0, x1: {"selection": {"points": [], "box": [{"xref": "x3", "yref": "y3", "x": [x0, x1],  # noqa: E731
+                                                               "y": [-1, 1]}], "lasso": []}}
+    assert ui.selected_range(box(0.51, 1.0), 2.0) == (0.5, 1.0)  # snapped outward to whole frames
+    assert ui.selected_range(box(1.3, 0.2), 2.0) == (0.2, 1.3)  # dragged right to left
+    assert ui.selected_range(box(-5.0, 9.0), 2.0) == (0.0, 2.0)  # clamped to the clip
+    assert ui.selected_range(box(1.99, 5.0), 2.0) == (1.9875, 2.0)  # at least one frame
+    assert ui.selected_range({"selection": {"points": [], "box": [], "lasso": []}}, 2.0) is None  # double click
+    assert ui.selected_range(None, 2.0) is None

@@ -199,3 +199,44 @@ def test_training_curves_from_metrics_rows():
     np.testing.assert_allclose(decode(kl["y"]), [1, 2, 3, 4, 5])
     two = as_json(training_curves({"run-a": rows, "run-b": rows[:2]}))
     assert len(two["data"]) == 6 and two["data"][3]["name"].startswith("run-b")
+
+
+def test_log_mel_equals_librosa():
+    import librosa
+    from conftest import speechlike
+
+    from vrnn.plots import log_mel, mel_filterbank
+
+    np.testing.assert_allclose(mel_filterbank(), librosa.filters.mel(sr=16_000, n_fft=400, n_mels=64), rtol=1e-5,
+                               atol=1e-8)
+    x = speechlike(1.3)
+    s = librosa.feature.melspectrogram(y=x, sr=16_000, n_fft=400, hop_length=200, n_mels=64, center=True)
+    ref = librosa.power_to_db(s, ref=np.max, top_db=80.0)
+    got = log_mel(x)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, atol=2e-3)  # dB
+
+
+@pytest.mark.parametrize("kw", [{}, {"spectrogram": True, "kl_heatmap": True, "means": True, "title": "t"},
+                                {"time_range": (0.5, 1.0), "select": True}])
+def test_figure2_is_a_valid_plotly_figure(kw):
+    """figure2 skips plotly's validation for speed; here plotly validates every property it wrote."""
+    import plotly.graph_objects as go
+
+    fig = figure2(synthetic_analysis(2.0), **kw)
+    checked = go.Figure(fig.to_dict())  # raises on any invalid property
+    assert checked.layout.meta["rows"] == fig.layout.meta["rows"]
+
+
+def test_figure2_fits_its_rows_and_takes_extra_shapes():
+    from vrnn.plots import add_row_shapes, vlines
+
+    a = synthetic_analysis(2.0)
+    spec = as_json(figure2(a, row_px=150, shapes={"kl": vlines([0.5, 1.0]), "nope": vlines([1.0])}, select=True))
+    lay = spec["layout"]
+    assert lay["height"] <= 3 * 150 + 2 * 26 + 75  # three rows of 150 px, gaps and margins
+    assert [(s["xref"], s["yref"], s["x0"]) for s in lay["shapes"]] == [("x2", "y2 domain", 0.5),
+                                                                        ("x2", "y2 domain", 1.0)]
+    assert lay["dragmode"] == "select" and lay["selectdirection"] == "h"
+    fig = add_row_shapes(figure2(a), "wave", vlines([0.25]))
+    assert fig.layout.shapes[0].xref == "x3" and fig.layout.shapes[0].yref == "y3 domain"

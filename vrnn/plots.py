@@ -88,18 +88,54 @@ def _bin_columns(t: np.ndarray, m: np.ndarray, max_cols: int, reduce: str = "mea
     return 0.5 * (t[starts] + t[ends]), cols
 
 
+def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = 2 * FRAME_SIZE, n_mels: int = N_MELS) -> np.ndarray:
+    """Triangular mel filters [n_mels, n_fft // 2 + 1], Slaney's mel scale and area normalisation: the same
+    matrix as librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels) (tested equal), from 0 Hz to
+    Nyquist. Written out because librosa's first call in a process took 4 s here (lazy imports)."""
+    def hz_to_mel(f):  # Slaney: linear below 1 kHz (3 mel per 200 Hz), logarithmic above
+        f = np.asarray(f, dtype=np.float64)
+        logstep = np.log(6.4) / 27.0
+        return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / logstep, 3.0 * f / 200.0)
+
+    def mel_to_hz(m):
+        logstep = np.log(6.4) / 27.0
+        return np.where(m >= 15.0, 1000.0 * np.exp(logstep * (m - 15.0)), 200.0 * m / 3.0)
+
+    fft_hz = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    mel_hz = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_mels + 2))
+    fdiff = np.diff(mel_hz)
+    ramps = mel_hz[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_hz[2:n_mels + 2] - mel_hz[:n_mels]))[:, None]  # equal area per filter
+    return weights.astype(np.float32)
+
+
+_MEL_CACHE: dict[tuple[int, int, int], np.ndarray] = {}
+
+
 def log_mel(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, n_mels: int = N_MELS) -> np.ndarray:
     """Log-mel spectrogram aligned with the model's frames: [n_mels, T] dB (0 dB = the clip's loudest bin).
 
-    STFT window 400 samples (25 ms), hop 200 samples (12.5 ms, one model frame), centred, so column t
-    is centred near frame t's centre. Source: librosa.feature.melspectrogram, librosa.power_to_db.
-    librosa is imported here, not at module level, so an app that never shows the row never pays for it.
+    STFT window 400 samples (25 ms, periodic Hann), hop 200 samples (12.5 ms, one model frame), centred
+    with zero padding, so column t is centred near frame t's centre; power spectrum, `mel_filterbank`,
+    10 log10 with an 80 dB floor below the maximum. The same numbers as librosa.feature.melspectrogram +
+    librosa.power_to_db(ref=np.max, top_db=80) (tests/test_plots.py), in numpy: ~25 ms for 30 s, and no
+    4-6 s first call.
     """
-    import librosa
-
-    s = librosa.feature.melspectrogram(y=np.asarray(waveform, dtype=np.float32), sr=sample_rate,
-                                       n_fft=2 * FRAME_SIZE, hop_length=FRAME_SIZE, n_mels=n_mels, center=True)
-    return librosa.power_to_db(s, ref=np.max, top_db=80.0).astype(np.float32)
+    n_fft, hop = 2 * FRAME_SIZE, FRAME_SIZE
+    key = (sample_rate, n_fft, n_mels)
+    if key not in _MEL_CACHE:
+        _MEL_CACHE[key] = mel_filterbank(sample_rate, n_fft, n_mels)
+    y = np.pad(np.asarray(waveform, dtype=np.float32).reshape(-1), n_fft // 2)  # centred, zeros as librosa
+    n_cols = 1 + (len(y) - n_fft) // hop
+    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop][:n_cols]  # [T, n_fft]
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic Hann
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2  # [T, n_fft // 2 + 1]
+    mel = _MEL_CACHE[key].astype(np.float64) @ power.T  # [n_mels, T]
+    db = 10.0 * np.log10(np.maximum(mel, 1e-10) / max(float(mel.max(initial=0.0)), 1e-10))  # <= 0 dB
+    return np.clip(db, max(float(db.max(initial=0.0)), -80.0) - 80.0, 0.0).astype(np.float32)
 
 
 # -- traces -----------------------------------------------------------------------------------------------------
@@ -108,30 +144,49 @@ def _f32(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, dtype=np.float32)  # half the JSON payload of float64
 
 
+def line_traces(t: np.ndarray, y: np.ndarray, color: str, name: str, max_points: int, hover: str,
+                dash: str | None = None, showlegend: bool = False, legendgroup: str | None = None,
+                width: float = 1.0, opacity: float | None = None) -> list[dict]:
+    """Scatter trace dicts (no axes set) for a line, or its min/max envelope (two lines with the band
+    between them filled) when longer than `max_points`."""
+    env = envelope(t, y, max_points)
+    line = dict(color=color, width=width, dash=dash)
+    common = dict(type="scatter", mode="lines", line=line, hovertemplate=hover, legendgroup=legendgroup)
+    if opacity is not None:
+        common["opacity"] = opacity
+    if env is None:
+        return [dict(common, x=_f32(t), y=_f32(y), name=name, showlegend=showlegend)]
+    tb, lo, hi = env
+    return [dict(common, x=_f32(tb), y=_f32(hi), name=f"{name} (max)", showlegend=False),
+            dict(common, x=_f32(tb), y=_f32(lo), name=name, fill="tonexty", fillcolor=color, showlegend=showlegend)]
+
+
 def _line(fig: go.Figure, t: np.ndarray, y: np.ndarray, row: int, col: int, color: str, name: str,
           max_points: int, hover: str, dash: str | None = None, showlegend: bool = False,
           legendgroup: str | None = None) -> None:
-    """A line, or its min/max envelope (two lines with the band between them filled) when long."""
-    env = envelope(t, y, max_points)
-    line = dict(color=color, width=1, dash=dash)
-    if env is None:
-        fig.add_trace(go.Scatter(x=_f32(t), y=_f32(y), mode="lines", line=line, name=name, hovertemplate=hover,
-                                 showlegend=showlegend, legendgroup=legendgroup), row=row, col=col)
-        return
-    tb, lo, hi = env
-    fig.add_trace(go.Scatter(x=_f32(tb), y=_f32(hi), mode="lines", line=line, name=f"{name} (max)",
-                             hovertemplate=hover, showlegend=False, legendgroup=legendgroup), row=row, col=col)
-    fig.add_trace(go.Scatter(x=_f32(tb), y=_f32(lo), mode="lines", line=line, name=name, fill="tonexty",
-                             fillcolor=color, hovertemplate=hover, showlegend=showlegend,
-                             legendgroup=legendgroup), row=row, col=col)
+    """`line_traces` added to a make_subplots figure at (row, col)."""
+    for tr in line_traces(t, y, color, name, max_points, hover, dash, showlegend, legendgroup):
+        fig.add_trace(go.Scatter(**{k: v for k, v in tr.items() if k != "type"}), row=row, col=col)
+
+
+WAVE_HOVER = "%{x:.3f} s<br>%{y:.3f}<extra></extra>"
+
+
+def waveform_traces(waveform: np.ndarray, sample_rate: int, sl: slice | None, max_points: int,
+                    color: str = COLORS["wave"], name: str = "waveform", offset_s: float = 0.0,
+                    showlegend: bool = False, opacity: float | None = None) -> list[dict]:
+    """A waveform [N] on a time axis in seconds (starting at `offset_s`), cropped to the sample slice `sl`."""
+    t = offset_s + np.arange(len(waveform)) / sample_rate
+    if sl is not None:
+        t, waveform = t[sl], waveform[sl]
+    return line_traces(t, waveform, color, name, max_points, WAVE_HOVER, showlegend=showlegend,
+                       legendgroup=name if showlegend else None, opacity=opacity)
 
 
 def _waveform(fig: go.Figure, waveform: np.ndarray, sample_rate: int, sl: slice | None, row: int, col: int,
               max_points: int) -> None:
-    t = np.arange(len(waveform)) / sample_rate
-    if sl is not None:
-        t, waveform = t[sl], waveform[sl]
-    _line(fig, t, waveform, row, col, COLORS["wave"], "waveform", max_points, "%{x:.3f} s<br>%{y:.3f}<extra></extra>")
+    for tr in waveform_traces(waveform, sample_rate, sl, max_points):
+        fig.add_trace(go.Scatter(**{k: v for k, v in tr.items() if k != "type"}), row=row, col=col)
 
 
 def _sample_slice(a: Analysis, time_range: tuple[float, float] | None) -> slice | None:
@@ -145,10 +200,64 @@ def _most_active(a: Analysis, k: int) -> np.ndarray:
     return np.argsort(-a.kl_per_dim.sum(axis=0))[:k]
 
 
-def _colorbar(fig: go.Figure, row: int, title: str) -> dict:
-    dom = fig.layout[f"yaxis{'' if row == 1 else row}"].domain
-    return dict(title=dict(text=title, side="right"), y=(dom[0] + dom[1]) / 2, len=dom[1] - dom[0],
-                thickness=12, x=1.01)
+# -- a grid of rows on one time axis, built as plain dicts ------------------------------------------------------
+
+AXIS_STYLE = dict(gridcolor="#EBF0F8", linecolor="#EBF0F8", zerolinecolor="#EBF0F8", zerolinewidth=2, ticks="",
+                  automargin=True)  # the look of plotly's "plotly_white" template, without its cost
+LAYOUT_STYLE = dict(paper_bgcolor="white", plot_bgcolor="white", font=dict(color="#2a3f5f"),
+                    hoverlabel=dict(align="left"))
+ROW_GAP = 26  # px between rows, room for a row's title
+
+
+def _axis(i: int, kind: str) -> str:
+    """Layout key of the i-th (1-based) row's axis: 'xaxis', 'xaxis2', ... ('yaxis', ...)."""
+    return f"{kind}axis" if i == 1 else f"{kind}axis{i}"
+
+
+def _ref(i: int, kind: str) -> str:
+    """Trace reference of the i-th row's axis: 'x', 'x2', ... ('y', ...)."""
+    return kind if i == 1 else f"{kind}{i}"
+
+
+def row_grid(titles: Sequence[str], heights_px: Sequence[float], x_range: tuple[float, float],
+             top_px: float = 30, bottom_px: float = 45) -> dict:
+    """Layout of stacked rows sharing one time axis: rows of `heights_px` plot pixels each, top to bottom, a
+    title above each. Returns a layout dict (height, margins, x/y axes with domains, title annotations);
+    the bottom row's x axis carries the ticks and 'time (s)', the others match it."""
+    n = len(titles)
+    height = float(sum(heights_px)) + ROW_GAP * (n - 1) + top_px + bottom_px
+    plot_h = height - top_px - bottom_px
+    layout: dict = dict(LAYOUT_STYLE, height=round(height), margin=dict(l=70, r=30, t=top_px, b=bottom_px),
+                        annotations=[], shapes=[])
+    y_top = 1.0
+    for i, (title, h) in enumerate(zip(titles, heights_px, strict=True), start=1):
+        y_bottom = y_top - h / plot_h
+        layout[_axis(i, "y")] = dict(AXIS_STYLE, domain=[max(0.0, y_bottom), min(1.0, y_top)], anchor=_ref(i, "x"))
+        layout[_axis(i, "x")] = dict(AXIS_STYLE, anchor=_ref(i, "y"), range=list(x_range), domain=[0.0, 1.0],
+                                     showticklabels=i == n, **({"matches": _ref(n, "x")} if i < n else {}))
+        layout["annotations"].append(dict(text=title, x=0.5, xref="paper", xanchor="center", y=y_top,
+                                          yref="paper", yanchor="bottom", showarrow=False, font=dict(size=12)))
+        y_top = y_bottom - ROW_GAP / plot_h
+    layout[_axis(n, "x")]["title"] = dict(text="time (s)", standoff=8)
+    return layout
+
+
+def vlines(times: Sequence[float], color: str = "#52525b", width: float = 1.0, dash: str = "dot") -> list[dict]:
+    """Vertical line shapes at `times` (s), each spanning its row's full height: for `figure2(shapes=...)`
+    (reference phone boundaries, the continuation point)."""
+    return [dict(type="line", x0=float(t), x1=float(t), y0=0, y1=1, line=dict(color=color, width=width, dash=dash))
+            for t in times]
+
+
+def add_row_shapes(fig: go.Figure, row: str, shapes: Sequence[dict]) -> go.Figure:
+    """Add plotly shapes (x in seconds) to the named row of a `figure2` figure (`layout.meta["rows"]`);
+    y0/y1 of 0/1 span the row (y measured in the row's domain). Rows not in the figure are ignored."""
+    rows = list(fig.layout.meta["rows"])
+    if row in rows:
+        i = rows.index(row) + 1
+        for sh in shapes:
+            fig.add_shape(dict(sh, xref=_ref(i, "x"), yref=f"{_ref(i, 'y')} domain"))
+    return fig
 
 
 # -- figures ----------------------------------------------------------------------------------------------------
@@ -156,7 +265,9 @@ def _colorbar(fig: go.Figure, row: int, title: str) -> dict:
 def figure2(analysis: Analysis, title: str | None = None, max_points: int = 4000, *,
             spectrogram: bool | np.ndarray = False, kl_heatmap: bool = False, means: bool = False,
             n_dims: int = 3, time_range: tuple[float, float] | None = None,
-            y_ranges: Mapping[str, tuple[float, float]] | None = None) -> go.Figure:
+            y_ranges: Mapping[str, tuple[float, float]] | None = None,
+            shapes: Mapping[str, Sequence[dict]] | None = None, row_px: float = ROW_HEIGHT,
+            select: bool = False) -> go.Figure:
     """Figure 2 of Chung et al. 2015 for one clip: rows on one shared time axis in seconds.
 
     VRNN models: delta_t (top), KL_t in nats (middle), the waveform (bottom). RNN models have no latent
@@ -172,7 +283,13 @@ def figure2(analysis: Analysis, title: str | None = None, max_points: int = 4000
         time_range: (start, end) s to show; data outside is dropped before reduction, so a zoomed view
             of a long clip gets full detail.
         y_ranges: fixed y ranges by row name ("delta", "kl", "log_px", "wave"), e.g. to share scales.
-    Returns a plotly Figure with `layout.meta["rows"]` naming the rows top to bottom.
+        shapes: row name -> plotly shapes in that row's coordinates (x in s; y0/y1 0..1 = the row's
+            height), e.g. `vlines(boundaries)`; see also `add_row_shapes`.
+        row_px: plot height of each of the main rows in px (extra rows get 1.4 times as much).
+        select: drag selects a time stretch (plotly box select, for the app) instead of zooming.
+    Returns a plotly Figure with `layout.meta["rows"]` naming the rows top to bottom. Built as plain
+    dicts without plotly's validation (a 30 s clip in ~10 ms instead of ~400 ms); the test suite validates
+    the result.
     """
     a = analysis
     rows = ["delta", "kl", "wave"] if a.has_latent else ["log_px", "wave"]
@@ -182,56 +299,65 @@ def figure2(analysis: Analysis, title: str | None = None, max_points: int = 4000
         rows.append("kl_dims")
     if a.has_latent and means:
         rows.append("means")
-    heights = [1.4 if r in ("mel", "kl_dims", "means") else 1.0 for r in rows]
-    fig = make_subplots(rows=len(rows), cols=1, shared_xaxes=True, vertical_spacing=0.3 / (len(rows) + 3),
-                        subplot_titles=[ROW_TITLES[r] for r in rows], row_heights=heights)
+    heights = [row_px * (1.4 if r in ("mel", "kl_dims", "means") else 1.0) for r in rows]
+    x_range = tuple(time_range or (0.0, a.n_frames * FRAME_SECONDS))
+    layout = row_grid([ROW_TITLES[r] for r in rows], heights, x_range, top_px=60 if title else 30,
+                      bottom_px=45 + (30 if means and "means" in rows else 0))
     sl = _crop(a.times, time_range)
     t = a.times[sl]
     hover = "%{x:.3f} s<br>%{y:.4g}<extra></extra>"
+    data: list[dict] = []
+
+    def colorbar(i: int, text: str) -> dict:
+        dom = layout[_axis(i, "y")]["domain"]
+        return dict(title=dict(text=text, side="right"), y=(dom[0] + dom[1]) / 2, len=dom[1] - dom[0],
+                    thickness=12, x=1.01)
+
     for i, r in enumerate(rows, start=1):
+        traces: list[dict] = []
         if r == "delta":
-            _line(fig, t, a.delta[sl], i, 1, COLORS["delta"], "δ_t", max_points, hover)
+            traces = line_traces(t, a.delta[sl], COLORS["delta"], "δ_t", max_points, hover)
         elif r == "kl":
-            _line(fig, t, a.kl[sl], i, 1, COLORS["kl"], "KL_t", max_points, hover)
+            traces = line_traces(t, a.kl[sl], COLORS["kl"], "KL_t", max_points, hover)
         elif r == "log_px":
-            _line(fig, t, a.log_px[sl], i, 1, COLORS["log_px"], "log p(x_t)", max_points, hover)
+            traces = line_traces(t, a.log_px[sl], COLORS["log_px"], "log p(x_t)", max_points, hover)
         elif r == "wave":
-            _waveform(fig, a.waveform, a.sample_rate, _sample_slice(a, time_range), i, 1, max_points)
+            traces = waveform_traces(a.waveform, a.sample_rate, _sample_slice(a, time_range), max_points)
         elif r == "mel":
             mel = log_mel(a.waveform, a.sample_rate) if isinstance(spectrogram, bool) else np.asarray(spectrogram)
             mel = mel[:, :a.n_frames]  # centred STFT has one extra column
             tm, mel = _bin_columns(a.times[:mel.shape[1]][sl], mel[:, sl], max_points // 2, "mean")
-            fig.add_trace(go.Heatmap(x=_f32(tm), z=_f32(mel), colorscale=MAGMA, zmin=-80, zmax=0,
-                                     colorbar=_colorbar(fig, i, "dB"),
-                                     hovertemplate="%{x:.3f} s<br>band %{y}<br>%{z:.1f} dB<extra></extra>"),
-                          row=i, col=1)
+            traces = [dict(type="heatmap", x=_f32(tm), z=_f32(mel), colorscale=MAGMA, zmin=-80, zmax=0,
+                           colorbar=colorbar(i, "dB"),
+                           hovertemplate="%{x:.3f} s<br>band %{y}<br>%{z:.1f} dB<extra></extra>")]
         elif r == "kl_dims":
             tk, kd = _bin_columns(t, a.kl_per_dim[sl].T, max_points // 2, "max")  # [Z, T']
-            fig.add_trace(go.Heatmap(x=_f32(tk), z=_f32(kd), colorscale="Viridis", zmin=0,
-                                     colorbar=_colorbar(fig, i, "nats"),
-                                     hovertemplate="%{x:.3f} s<br>z<sub>%{y}</sub><br>%{z:.3g} nats<extra></extra>"),
-                          row=i, col=1)
+            traces = [dict(type="heatmap", x=_f32(tk), z=_f32(kd), colorscale="Viridis", zmin=0,
+                           colorbar=colorbar(i, "nats"),
+                           hovertemplate="%{x:.3f} s<br>z<sub>%{y}</sub><br>%{z:.3g} nats<extra></extra>")]
         elif r == "means":
             for k, j in enumerate(_most_active(a, n_dims)):
                 c = SERIES_COLORS[k % len(SERIES_COLORS)]
-                _line(fig, t, a.prior_mean[sl, j], i, 1, c, f"prior z{j}", max_points, hover, dash="dot",
-                      showlegend=True, legendgroup=f"z{j}")
-                _line(fig, t, a.z_mean[sl, j], i, 1, c, f"posterior z{j}", max_points, hover, showlegend=True,
-                      legendgroup=f"z{j}")
-        fig.update_yaxes(title_text=Y_TITLES[r], row=i, col=1)
+                traces += line_traces(t, a.prior_mean[sl, j], c, f"prior z{j}", max_points, hover, dash="dot",
+                                      showlegend=True, legendgroup=f"z{j}")
+                traces += line_traces(t, a.z_mean[sl, j], c, f"posterior z{j}", max_points, hover,
+                                      showlegend=True, legendgroup=f"z{j}")
+        for tr in traces:
+            tr.update(xaxis=_ref(i, "x"), yaxis=_ref(i, "y"))
+        data += traces
+        layout[_axis(i, "y")]["title"] = dict(text=Y_TITLES[r], standoff=8)
         if y_ranges and r in y_ranges:
-            fig.update_yaxes(range=list(y_ranges[r]), row=i, col=1)
-    fig.update_xaxes(title_text="time (s)", row=len(rows), col=1)
-    x_range = time_range or (0.0, a.n_frames * FRAME_SECONDS)
-    fig.update_xaxes(range=list(x_range))
-    fig.update_layout(height=ROW_HEIGHT * sum(heights) + 110, meta={"rows": rows}, hovermode="x",
-                      showlegend="means" in rows, template="plotly_white",
-                      margin=dict(l=70, r=30, t=60 if title else 30, b=45),
-                      legend=dict(orientation="h", yanchor="top", y=-60 / (ROW_HEIGHT * sum(heights))))
-    fig.update_annotations(font_size=12)
+            layout[_axis(i, "y")]["range"] = list(y_ranges[r])
+        for sh in (shapes or {}).get(r, ()):
+            layout["shapes"].append(dict(sh, xref=_ref(i, "x"), yref=f"{_ref(i, 'y')} domain"))
+    plot_h = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
+    layout.update(meta={"rows": rows}, hovermode="x", showlegend="means" in rows,
+                  legend=dict(orientation="h", yanchor="top", y=-40 / plot_h))
+    if select:  # drag = box select along time (the app turns it into the time range); double click clears
+        layout.update(dragmode="select", selectdirection="h")
     if title:
-        fig.update_layout(title=dict(text=title, x=0.01))
-    return fig
+        layout["title"] = dict(text=title, x=0.01)
+    return go.Figure(data=data, layout=layout, _validate=False)
 
 
 def compare_figure(analyses: Mapping[str, Analysis], max_points: int = 2000,
