@@ -1,8 +1,10 @@
 """Home: Chung et al. 2015, Figure 2 for the chosen clip and checkpoint (delta_t, KL_t, waveform).
 
 The model runs once per (checkpoint, clip); everything below it is an `st.fragment` that reruns alone when a
-row is toggled or the time selection moves, from cached float32 arrays, a cached spectrogram and cached WAV
-bytes: no model pass, no recomputation.
+row is toggled, the view moves or a stretch is selected, from cached float32 arrays, a cached spectrogram and
+cached WAV bytes: no model pass, no recomputation. The view (slider) zooms every row; a stretch dragged on the
+figure (plotly box select) is the selection: it plays, and a double click clears it. A selection belongs to
+the figure it was drawn on (Streamlit forgets a chart's selection when the chart changes).
 """
 
 import streamlit as st
@@ -23,25 +25,40 @@ a = ui.analysis(ref, model, clip)
 
 st.caption(f"**{clip.name}** ({clip.seconds:.2f} s, {a.n_frames} frames of 12.5 ms) · checkpoint **{ref.label}** "
            f"({model.config.family}, LSTM {model.config.h_dim}"
-           + (f", latent {model.config.z_dim})" if model.config.has_latent else ")")
-           + " · drag on the figure to select a stretch, double-click to select all")
+           + (f", latent {model.config.z_dim})" if model.config.has_latent else ")"))
 if not a.has_latent:
     st.info(f"{ref.label} is an RNN model ({model.config.family}) without latent variables, so it has no "
             "δ_t and KL_t rows; shown instead is the log-likelihood of each frame.")
 
 duration = a.n_frames * FRAME_SECONDS
-ZOOM = f"zoom_{clip.digest[:16]}"  # the selected time range (s), one per clip
-st.session_state.setdefault(ZOOM, (0.0, duration))
+VIEW = f"zoom_{clip.digest[:16]}"  # the time range shown (s), one per clip: the slider
+SEL = "selection"  # (the figure it was drawn on, (start, end) s): the stretch dragged on the figure
+st.session_state.setdefault(VIEW, (0.0, duration))
+
+
+def _figure_id() -> tuple:
+    """What the drawn figure depends on: a selection belongs to the figure it was dragged on."""
+    return (ref.key, clip.digest, st.session_state.get(VIEW), *(bool(st.session_state.get(k)) for k in ROW_KEYS))
 
 
 def _from_selection() -> None:
-    """on_select of the figure: a dragged box becomes the time range; an empty selection (double click) resets."""
-    st.session_state[ZOOM] = ui.selected_range(st.session_state.get("figure2"), duration) or (0.0, duration)
+    """on_select of the figure: a dragged box is the selection; an empty one (double click) clears it."""
+    r = ui.selected_range(st.session_state.get("figure2"), duration)
+    st.session_state[SEL] = (_figure_id(), r) if r else None
+
+
+def selection() -> tuple[float, float] | None:
+    """The dragged stretch (s) if it was dragged on the figure now shown, else None."""
+    sel = st.session_state.get(SEL)
+    return sel[1] if sel and sel[0] == _figure_id() else None
+
+
+ROW_KEYS = ("row_mel", "row_kl_dims", "row_means")
 
 
 @st.fragment
 def explore() -> None:
-    """Rows, selection, audio and figure: reruns alone on any of its controls."""
+    """Rows, view, selection, audio and figure: reruns alone on any of its controls."""
     c1, c2, c3, c4 = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
     show_mel = c1.toggle("Spectrogram", key="row_mel", help="Log-mel spectrogram (64 bands, dB) below the rows")
     show_kl = c2.toggle("KL per dim", key="row_kl_dims", disabled=not a.has_latent,
@@ -50,17 +67,21 @@ def explore() -> None:
                            help="Prior and posterior means of the three dimensions with the most KL")
     time_range = None
     if a.n_frames > 4:
-        lo, hi = c4.slider("Selection (s): zooms every row and plays just that stretch", 0.0, duration,
-                           step=FRAME_SECONDS, format="%.3f", key=ZOOM)
+        lo, hi = c4.slider("View (s): zooms every row; drag on the figure to select a stretch within it", 0.0,
+                           duration, step=FRAME_SECONDS, format="%.3f", key=VIEW)
         if hi - lo < FRAME_SECONDS:
             hi = min(duration, lo + FRAME_SECONDS)
         if (lo, hi) != (0.0, duration):
             time_range = (lo, hi)
-    i0, i1 = (int(time_range[0] * a.sample_rate), int(time_range[1] * a.sample_rate)) if time_range else (0, None)
+    sel = selection()
+    play = sel or time_range
+    i0, i1 = (int(play[0] * a.sample_rate), int(play[1] * a.sample_rate)) if play else (0, None)
     p1, p2 = st.columns([2, 3], vertical_alignment="center")
     p1.audio(ui.wav_part(clip.digest, a.waveform, i0, i1), format="audio/wav")
-    p2.caption(f"Playing {time_range[0]:.3f}–{time_range[1]:.3f} s of the clip." if time_range
-               else "Playing the whole clip.")
+    what = "the selection" if sel else "the view" if time_range else "the whole clip"
+    p2.caption(f"Playing {what}" + (f", {play[0]:.3f}–{play[1]:.3f} s." if play else ".")
+               + (" Double-click the figure to clear the selection." if sel else
+                  " Drag across any row to select a stretch."))
     fig = figure2(a, spectrogram=ui.log_mel(clip.digest, a.waveform) if show_mel else False, kl_heatmap=show_kl,
                   means=show_means, time_range=time_range, row_px=FIG_ROW_PX, select=True)
     ui.plotly(fig, key="figure2", on_select=_from_selection)

@@ -270,7 +270,7 @@ def test_rows_toggle_and_zoom_without_rerunning_the_model(at, monkeypatch):
     assert_clean(at)
     (spec,) = figures(at)
     assert spec["layout"]["meta"]["rows"] == ["delta", "kl", "wave", "mel", "kl_dims", "means"]
-    (zoom,) = [s for s in at.slider if s.label.startswith("Selection")]
+    (zoom,) = [s for s in at.slider if s.label.startswith("View")]
     zoom.set_value((0.5, 1.0)).run()
     (spec,) = figures(at)
     assert spec["layout"]["xaxis"]["range"] == pytest.approx([0.5, 1.0])

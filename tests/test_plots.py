@@ -138,7 +138,7 @@ def test_extra_rows():
 
 def test_long_heatmap_is_reduced_and_keeps_maxima():
     a = synthetic_analysis(60.0, z_dim=3)  # 4800 frames
-    spec = as_json(figure2(a, kl_heatmap=True, max_points=1000))
+    spec = as_json(figure2(a, kl_heatmap=True, max_cols=500))
     (kd,) = [t for t in spec["data"] if t["type"] == "heatmap"]
     z = decode(kd["z"])
     assert z.shape == (3, 500)
@@ -152,9 +152,9 @@ def test_time_range_crops_every_row():
     for tr in spec["data"]:
         x = decode(tr["x"])
         assert x.min() >= 1.0 - FRAME_SECONDS and x.max() <= 2.0 + FRAME_SECONDS
-    # with the crop the waveform (16000 samples) is drawn in detail again: an envelope of 4000 points
+    # with the crop the waveform (16000 samples) is drawn in detail again: an envelope of 2000 points (the default)
     wave = traces_on(spec, "y3")
-    assert sum(len(decode(t["y"])) for t in wave) == 4000
+    assert sum(len(decode(t["y"])) for t in wave) == 2000
 
 
 def test_compare_figure_shares_time_axis_and_scales():

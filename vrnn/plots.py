@@ -262,12 +262,12 @@ def add_row_shapes(fig: go.Figure, row: str, shapes: Sequence[dict]) -> go.Figur
 
 # -- figures ----------------------------------------------------------------------------------------------------
 
-def figure2(analysis: Analysis, title: str | None = None, max_points: int = 4000, *,
+def figure2(analysis: Analysis, title: str | None = None, max_points: int = 2000, *,
             spectrogram: bool | np.ndarray = False, kl_heatmap: bool = False, means: bool = False,
             n_dims: int = 3, time_range: tuple[float, float] | None = None,
             y_ranges: Mapping[str, tuple[float, float]] | None = None,
             shapes: Mapping[str, Sequence[dict]] | None = None, row_px: float = ROW_HEIGHT,
-            select: bool = False) -> go.Figure:
+            select: bool = False, max_cols: int = 500) -> go.Figure:
     """Figure 2 of Chung et al. 2015 for one clip: rows on one shared time axis in seconds.
 
     VRNN models: delta_t (top), KL_t in nats (middle), the waveform (bottom). RNN models have no latent
@@ -279,7 +279,9 @@ def figure2(analysis: Analysis, title: str | None = None, max_points: int = 4000
     Args:
         analysis: from `vrnn.analyze`.
         max_points: longest series drawn as is; longer ones become min/max envelopes of that many points
-            (heatmaps get at most max_points // 2 columns).
+            (the default, 1000 min/max pairs, is about one per pixel column of a full-width figure).
+        max_cols: most columns of a heatmap row (mean, or max for KL, per column). A browser drew two
+            heatmap rows of 1000 columns in 0.8-1.6 s and of 600 in 0.17-0.26 s (plotly.js, loaded machine).
         time_range: (start, end) s to show; data outside is dropped before reduction, so a zoomed view
             of a long clip gets full detail.
         y_ranges: fixed y ranges by row name ("delta", "kl", "log_px", "wave"), e.g. to share scales.
@@ -326,12 +328,12 @@ def figure2(analysis: Analysis, title: str | None = None, max_points: int = 4000
         elif r == "mel":
             mel = log_mel(a.waveform, a.sample_rate) if isinstance(spectrogram, bool) else np.asarray(spectrogram)
             mel = mel[:, :a.n_frames]  # centred STFT has one extra column
-            tm, mel = _bin_columns(a.times[:mel.shape[1]][sl], mel[:, sl], max_points // 2, "mean")
+            tm, mel = _bin_columns(a.times[:mel.shape[1]][sl], mel[:, sl], max_cols, "mean")
             traces = [dict(type="heatmap", x=_f32(tm), z=_f32(mel), colorscale=MAGMA, zmin=-80, zmax=0,
                            colorbar=colorbar(i, "dB"),
                            hovertemplate="%{x:.3f} s<br>band %{y}<br>%{z:.1f} dB<extra></extra>")]
         elif r == "kl_dims":
-            tk, kd = _bin_columns(t, a.kl_per_dim[sl].T, max_points // 2, "max")  # [Z, T']
+            tk, kd = _bin_columns(t, a.kl_per_dim[sl].T, max_cols, "max")  # [Z, T']
             traces = [dict(type="heatmap", x=_f32(tk), z=_f32(kd), colorscale="Viridis", zmin=0,
                            colorbar=colorbar(i, "nats"),
                            hovertemplate="%{x:.3f} s<br>z<sub>%{y}</sub><br>%{z:.3g} nats<extra></extra>")]
@@ -353,7 +355,7 @@ def figure2(analysis: Analysis, title: str | None = None, max_points: int = 4000
     plot_h = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
     layout.update(meta={"rows": rows}, hovermode="x", showlegend="means" in rows,
                   legend=dict(orientation="h", yanchor="top", y=-40 / plot_h))
-    if select:  # drag = box select along time (the app turns it into the time range); double click clears
+    if select:  # drag = box select along time (the app's selection); a double click clears it
         layout.update(dragmode="select", selectdirection="h")
     if title:
         layout["title"] = dict(text=title, x=0.01)
