@@ -350,6 +350,110 @@ def log_mel(clip_digest: str, _waveform: np.ndarray) -> np.ndarray:
     return _log_mel(_waveform)
 
 
+# -- the latent trajectory and what the model hears -------------------------------------------------------------
+
+PROJECTION_SUFFIX = ".projection.json"  # beside a checkpoint: its fixed projection (scripts/projections.py)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _sha256_file(path: str, key: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@st.cache_resource(max_entries=8, show_spinner="Fitting the checkpoint's projection on the example clips …")
+def _checkpoint_projection(key: str, _ref: CheckpointRef, _model: vrnn.VRNN):
+    from vrnn.data import sequence_chunks
+    from vrnn.latent import Projection, fit_checkpoint_projection
+
+    side = _ref.path.with_suffix(PROJECTION_SUFFIX) if _ref.path is not None else None
+    if side is not None and side.is_file():
+        try:
+            p, meta = Projection.load(side)
+            if meta.get("checkpoint_sha256") == _sha256_file(str(_ref.path), key):
+                return p
+        except (ValueError, KeyError, OSError):
+            pass  # a damaged or stale file: fit on the examples below
+    waves = [vrnn.load_audio(f)[0] for f in find_examples().values()]
+    windows = sequence_chunks(waves)
+    if len(windows) == 0:
+        return None
+    return fit_checkpoint_projection(_model, windows, f"the {len(windows)} 0.5 s windows of the example clips in "
+                                     f"{example_dir()} (there is no up-to-date {PROJECTION_SUFFIX} beside the "
+                                     "checkpoint)")
+
+
+def checkpoint_projection(ref: CheckpointRef, model: vrnn.VRNN):
+    """The checkpoint's fixed projection of the latent space (a vrnn.latent.Projection; its `source` says what it
+    was fitted on): `<checkpoint>.projection.json` when its SHA-256 matches the file (fitted on the training
+    windows by scripts/projections.py), else fitted here on the example clips' 0.5 s windows; None for an
+    uploaded checkpoint without examples."""
+    return _checkpoint_projection(ref.key, ref, model)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _clip_projection(ckpt_key: str, clip_digest: str, _z: np.ndarray):
+    from vrnn.latent import fit_pca
+
+    return fit_pca(_z, 3, "the posterior means of this clip")
+
+
+def clip_projection(ref: CheckpointRef, clip: Clip, a: vrnn.Analysis):
+    """PCA of this clip's posterior means (3 axes), fitted once per (checkpoint, clip)."""
+    return _clip_projection(ref.key, clip.digest, a.z_mean)
+
+
+def reference_segments(clip: Clip) -> list[tuple[float, float, str]] | None:
+    """Reference phone segments of `clip` [(start_s, end_s, label), ...], or None when there are none.
+
+    HOOK for the segmentation issue (vrnn/segments.py, being written): return the clip's reference phones
+    here (e.g. from a TextGrid/.PHN beside an example clip, or a forced alignment) and the latent trajectory
+    is coloured by phone label (vrnn.latent.frame_labels + plots.trajectory_figure(labels=...)); reference
+    boundaries can go on Figure 2's rows with plots.vlines through figure2(shapes={row: ...}).
+    """
+    return None
+
+
+@st.cache_resource(max_entries=8, show_spinner="Listening: the model reconstructs the clip frame by frame …")
+def _reconstruction(ckpt_key: str, clip_digest: str, _model: vrnn.VRNN, _waveform: np.ndarray, _progress=None
+                    ) -> np.ndarray:
+    from vrnn.latent import reconstruct
+
+    return reconstruct(_model, _waveform, progress=_progress)
+
+
+def reconstruction(ref: CheckpointRef, model: vrnn.VRNN, clip: Clip) -> np.ndarray:
+    """The decoder's mean along the posterior-mean path, float32 [T * 200] at 16 kHz (once per checkpoint, clip)."""
+    return _reconstruction(ref.key, clip.digest, model, clip.waveform, progress_bar("Reconstructing"))
+
+
+@st.cache_resource(max_entries=16, show_spinner="Continuing the clip …")
+def _continuation(ckpt_key: str, clip_digest: str, at: float, seconds: float, seed: int, _model: vrnn.VRNN,
+                  _waveform: np.ndarray, _progress=None) -> np.ndarray:
+    from vrnn.latent import continue_clip
+
+    return continue_clip(_model, _waveform, at, seconds, seed, progress=_progress)
+
+
+def continuation(ref: CheckpointRef, model: vrnn.VRNN, clip: Clip, at: float, seconds: float, seed: int
+                 ) -> np.ndarray:
+    """The clip continued from `at` s for `seconds` s with `seed`, float32 at 16 kHz (cached by all five)."""
+    return _continuation(ref.key, clip.digest, float(at), float(seconds), int(seed), model, clip.waveform,
+                         progress_bar("Continuing"))
+
+
+def progress_bar(what: str):
+    """A progress(done, total) callback drawing an st.progress bar, removed when done (frames or samples)."""
+    bar = st.empty()
+
+    def progress(done: int, total: int) -> None:
+        if done >= total:
+            bar.empty()
+        else:
+            bar.progress(done / max(total, 1), text=f"{what}: {100 * done / max(total, 1):.0f} %")
+
+    return progress
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _metrics(path: str, mtime_ns: int) -> list[dict]:
     rows = []

@@ -7,12 +7,14 @@ figure (plotly box select) is the selection: it plays, and a double click clears
 the figure it was drawn on (Streamlit forgets a chart's selection when the chart changes).
 """
 
+import numpy as np
 import streamlit as st
 
 import ui
 import vrnn
 from vrnn.audio import FRAME_SECONDS
-from vrnn.plots import figure2
+from vrnn.latent import frame_labels
+from vrnn.plots import figure2, hear_figure, trajectory_figure, vlines
 
 FIG_ROW_PX = 130  # plot height of each main row: the three rows fit a 1400 x 900 window with the controls
 
@@ -85,6 +87,33 @@ def explore() -> None:
     fig = figure2(a, spectrogram=ui.log_mel(clip.digest, a.waveform) if show_mel else False, kl_heatmap=show_kl,
                   means=show_means, time_range=time_range, row_px=FIG_ROW_PX, select=True)
     ui.plotly(fig, key="figure2", on_select=_from_selection)
+    if a.has_latent:
+        trajectory(sel or time_range)
+
+
+def trajectory(highlight: tuple[float, float] | None) -> None:
+    """The latent trajectory, linked to the view and the selection (drawn solid, the rest faded)."""
+    st.subheader("Latent trajectory", help="Each point is one frame's posterior mean μ_z,t (left) or prior mean "
+                 "μ_0,t (right), projected on three principal axes; consecutive frames are joined.")
+    t1, t2 = st.columns([3, 1])
+    kind = t1.radio("Projection", ["PCA of this clip", "Fixed for this checkpoint"], horizontal=True,
+                    key="traj_proj", help="Fixed: the same axes for every clip of this checkpoint, fitted on its "
+                    "training windows, so clips compare.")
+    dims = 3 if t2.radio("Dimensions", ["2-D", "3-D"], horizontal=True, key="traj_dims") == "3-D" else 2
+    proj = ui.clip_projection(ref, clip, a) if kind.startswith("PCA") else ui.checkpoint_projection(ref, model)
+    if proj is None:
+        st.info("No fixed projection for this checkpoint: it has no projection file and there are no example "
+                "clips to fit one on.")
+        return
+    segments = ui.reference_segments(clip)
+    labels = frame_labels(a.times, segments) if segments else None
+    names = [f"PC{k + 1} ({100 * e:.0f} %)" for k, e in enumerate(proj.explained)]
+    fig = trajectory_figure(proj(a.z_mean)[:, :dims], proj(a.prior_mean)[:, :dims], a.times, highlight=highlight,
+                            labels=labels, axis_names=names)
+    ui.plotly(fig, key="trajectory")
+    st.caption(f"Projection fitted on {proj.source}; the percentages are the variance along each axis there. "
+               + ("Coloured by reference phone." if labels else "Coloured by time.")
+               + (f" Solid: {highlight[0]:.3f}–{highlight[1]:.3f} s." if highlight else ""))
 
 
 explore()
@@ -101,6 +130,50 @@ st.download_button("Download the per-frame table (CSV)", ui.frames_csv_for(ref, 
                    file_name=f"{clip.name.rsplit('.', 1)[0]}-{ref.label.replace('/', '-')}-frames.csv",
                    mime="text/csv", on_click="ignore", icon=":material/download:")
 st.markdown(ui.ROWS_TEXT, unsafe_allow_html=True)
+
+@st.fragment
+def hear() -> None:
+    """Hear what the model hears: the reconstruction and a continuation, on Figure 2's time axis."""
+    st.subheader("Hear what the model hears")
+    h1, h2, h3, h4, h5 = st.columns([2, 1, 1, 1, 1], vertical_alignment="bottom")
+    if h1.button("Reconstruct the clip", key="hear_reconstruct", icon=":material/hearing:",
+                 help="The decoder's mean of p(x_t | z_t, h_t−1) at every frame, with z_t = μ_z,t: what the model "
+                 "makes of each frame given everything before it."):
+        st.session_state["hear_recon"] = (ref.key, clip.digest)
+    sel = selection()
+    default_at = round(sel[0] if sel else duration / 2, 3)
+    at = h2.number_input("Continue from (s)", 0.0, duration, default_at, FRAME_SECONDS, format="%.3f",
+                         key=f"hear_at_{clip.digest[:16]}")
+    secs = h3.number_input("for (s)", 0.25, 10.0, 2.0, 0.25, key="hear_secs")
+    seed = h4.number_input("seed", 0, 2**31 - 1, 0, key="hear_seed")
+    if h5.button("Continue", key="hear_continue", icon=":material/fast_forward:",
+                 help="Condition on the clip up to that time, then sample z_t from the prior and x_t from the "
+                 "decoder, frame by frame. The same seed gives the same audio."):
+        st.session_state["hear_cont"] = (ref.key, clip.digest, float(at), float(secs), int(seed))
+    want_recon = st.session_state.get("hear_recon") == (ref.key, clip.digest)
+    req = st.session_state.get("hear_cont")
+    want_cont = bool(req) and req[:2] == (ref.key, clip.digest)
+    if not (want_recon or want_cont):
+        st.caption("Reconstruct the clip, or continue it from a time (the selection's start by default).")
+        return
+    recon = ui.reconstruction(ref, model, clip) if want_recon else None
+    cont, c_at = (ui.continuation(ref, model, clip, req[2], req[3], req[4]), req[2]) if want_cont else (None, 0.0)
+    c_at = int(c_at / FRAME_SECONDS + 1e-9) * FRAME_SECONDS  # the continuation starts on a frame boundary
+    cols = st.columns(3)
+    cols[0].caption("The clip")
+    cols[0].audio(ui.wav_part(clip.digest, a.waveform), format="audio/wav")
+    if recon is not None:
+        cols[1].caption("Reconstruction (decoder mean)")
+        cols[1].audio(ui.wav(recon), format="audio/wav")
+    if cont is not None:
+        cols[2].caption(f"Clip to {c_at:.3f} s, then the model (seed {req[4]})")
+        cols[2].audio(ui.wav(np.concatenate([a.waveform[:int(round(c_at * a.sample_rate))], cont])),
+                      format="audio/wav")
+    fig = hear_figure(a.waveform, recon, cont, at=c_at, shapes=vlines([c_at]) if cont is not None else ())
+    ui.plotly(fig, key="hear_figure")
+
+
+hear()
 
 st.subheader("Listen to the model")
 g1, g2, g3 = st.columns([2, 1, 1], vertical_alignment="bottom")

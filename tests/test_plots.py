@@ -240,3 +240,60 @@ def test_figure2_fits_its_rows_and_takes_extra_shapes():
     assert lay["dragmode"] == "select" and lay["selectdirection"] == "h"
     fig = add_row_shapes(figure2(a), "wave", vlines([0.25]))
     assert fig.layout.shapes[0].xref == "x3" and fig.layout.shapes[0].yref == "y3 domain"
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_trajectory_figure_paths_highlight_and_labels(dims):
+    import plotly.graph_objects as go
+
+    from vrnn.plots import trajectory_figure
+
+    rng = np.random.default_rng(0)
+    t = frame_times(400)
+    post, prior = rng.standard_normal((400, dims)), rng.standard_normal((400, dims))
+    fig = trajectory_figure(post, prior, t)
+    spec = as_json(go.Figure(fig.to_dict()))  # valid for plotly
+    assert spec["layout"]["meta"]["dims"] == dims and len(spec["layout"]["meta"]["panels"]) == 2
+    pts = [d for d in spec["data"] if d["mode"] == "markers"]
+    assert len(pts) == 2 and all(len(decode(d["x"])) == 400 for d in pts)  # every frame, both paths
+    np.testing.assert_allclose(decode(pts[0]["marker"]["color"]), t, rtol=1e-6)  # coloured by time
+    # a highlighted stretch: solid inside, faded outside
+    spec = as_json(trajectory_figure(post, prior, t, highlight=(1.0, 2.0)))
+    solid = [d for d in spec["data"] if d["mode"] == "markers" and d["marker"]["opacity"] == 1.0]
+    faded = [d for d in spec["data"] if d["mode"] == "markers" and d["marker"]["opacity"] < 0.5]
+    assert len(solid) == len(faded) == 2
+    assert decode(solid[0]["x"]).size == 80  # 1 s of 12.5 ms frames
+    # reference labels: one legend entry per label
+    labels = ["a"] * 100 + ["b"] * 200 + [""] * 100
+    spec = as_json(trajectory_figure(post, None, t, labels=labels))
+    assert [d["name"] for d in spec["data"] if d.get("showlegend")] == ["a", "b", "(no label)"]
+
+
+def test_long_trajectory_is_thinned_but_keeps_the_highlight():
+    from vrnn.plots import trajectory_figure
+
+    t = frame_times(48_000)  # 10 minutes
+    post = np.random.default_rng(0).standard_normal((48_000, 2))
+    spec = as_json(trajectory_figure(post, post, t, highlight=(100.0, 101.0), max_points=3000))
+    n = sum(len(decode(d["x"])) for d in spec["data"] if d["mode"] == "markers")
+    assert n <= 2 * 3200
+    solid = [d for d in spec["data"] if d["mode"] == "markers" and d["marker"]["opacity"] == 1.0]
+    assert decode(solid[0]["x"]).size == 80  # the highlighted second at full detail
+
+
+def test_hear_figure_rows_on_the_clip_time_axis():
+    import plotly.graph_objects as go
+
+    from vrnn.plots import hear_figure, vlines
+
+    w = np.sin(np.linspace(0, 300, 32_000)).astype(np.float32)
+    fig = hear_figure(w, reconstruction=0.5 * w, continuation=np.zeros(16_000, np.float32), at=1.5,
+                      shapes=vlines([1.5]))
+    spec = as_json(go.Figure(fig.to_dict()))
+    assert spec["layout"]["meta"]["rows"] == ["reconstruction", "continuation"]
+    assert spec["layout"]["xaxis2"]["range"] == [0.0, 2.5]  # the continuation runs past the clip's end
+    cont = [d for d in spec["data"] if d["name"] == "continuation"]
+    assert decode(cont[0]["x"]).min() >= 1.5
+    assert len(spec["layout"]["shapes"]) == 2
+    only = as_json(hear_figure(w, reconstruction=w))
+    assert only["layout"]["meta"]["rows"] == ["reconstruction"]

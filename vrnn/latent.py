@@ -275,10 +275,16 @@ def continue_clip(model: VRNN, waveform: np.ndarray, at: float, seconds: float, 
     return model.denormalize(torch.cat(out)).reshape(-1).float().cpu().numpy()
 
 
-def frame_seconds(n: int) -> float:
-    """Seconds of n frames."""
-    return n * FRAME_SIZE / SAMPLE_RATE
+def frame_labels(times: np.ndarray, segments: Sequence[tuple[float, float, str]]) -> list[str]:
+    """The label of each frame from reference segments [(start_s, end_s, label), ...] (e.g. phones): the
+    segment holding the frame's centre `times` [T] s, '' where none does. Segments may be unsorted."""
+    out = [""] * len(times)
+    for start, end, label in segments:
+        i0, i1 = np.searchsorted(times, [start, end], side="left")
+        for i in range(int(i0), int(i1)):
+            out[i] = str(label)
+    return out
 
 
-__all__: Sequence[str] = ("Projection", "fit_pca", "window_posterior_means", "fit_checkpoint_projection", "Heard",
-                          "listen", "reconstruct", "continue_clip")
+__all__ = ["Projection", "fit_pca", "window_posterior_means", "fit_checkpoint_projection", "Heard", "listen",
+           "reconstruct", "continue_clip", "frame_labels"]

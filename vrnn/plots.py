@@ -362,6 +362,169 @@ def figure2(analysis: Analysis, title: str | None = None, max_points: int = 2000
     return go.Figure(data=data, layout=layout, _validate=False)
 
 
+PHONE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#843c39", "#7b4173", "#3182bd")
+
+
+def _stride(n: int, max_points: int, keep: slice | None = None) -> np.ndarray:
+    """Indices of at most ~max_points of n points, evenly spaced; those in `keep` all kept when they fit."""
+    idx = np.arange(n)
+    if n <= max_points:
+        return idx
+    base = idx[:: int(np.ceil(n / max_points))]
+    if keep is None:
+        return base
+    inner = idx[keep]
+    if len(inner) > max_points // 2:
+        inner = inner[:: int(np.ceil(len(inner) / (max_points // 2)))]
+    return np.union1d(base, inner)
+
+
+def trajectory_figure(posterior: np.ndarray, prior: np.ndarray | None, times: np.ndarray, *,
+                      highlight: tuple[float, float] | None = None, labels: Sequence[str] | None = None,
+                      axis_names: Sequence[str] = ("PC1", "PC2", "PC3"), title: str | None = None,
+                      max_points: int = 3000, height: int = 420) -> go.Figure:
+    """The latent trajectory of one clip: posterior means mu_z,t (left) and prior means mu_0,t (right, same
+    axes and scales) projected to 2-D or 3-D, one point per frame, joined in time order.
+
+    Args:
+        posterior, prior: [T, 2] or [T, 3] projected means (`vrnn.latent.Projection`); prior may be None.
+        times: [T] frame centres (s). Points are coloured by time (colour bar in s) unless `labels` is given.
+        highlight: (start, end) s: that stretch drawn solid, the rest faded.
+        labels: [T] a label per frame (reference phones, `vrnn.latent.frame_labels`; '' = none): points
+            coloured by label, one legend entry per label.
+        max_points: longest path drawn point by point; longer ones are thinned evenly (the highlighted
+            stretch kept in more detail).
+    Returns a Figure with `layout.meta = {"dims": 2 or 3, "panels": [...], "highlight": [start, end] or None}`.
+    Built as plain dicts without plotly's validation, like `figure2`.
+    """
+    dims = posterior.shape[1]
+    panels = [("posterior means μ<sub>z,t</sub>", posterior)] + ([("prior means μ<sub>0,t</sub>", prior)]
+                                                                   if prior is not None else [])
+    sel = _crop(times, highlight) if highlight is not None else None
+    keep = _stride(len(times), max_points, sel)
+    t = times[keep]
+    inside = np.ones(len(keep), bool) if sel is None else (keep >= sel.start) & (keep < sel.stop)
+    both = np.concatenate([p for _, p in panels])
+    lo, hi = both.min(0), both.max(0)
+    pad = 0.05 * np.maximum(hi - lo, 1e-6)
+    ranges = [[float(lo[d] - pad[d]), float(hi[d] + pad[d])] for d in range(dims)]
+    data: list[dict] = []
+    layout: dict = dict(LAYOUT_STYLE, height=height, margin=dict(l=50, r=20, t=60 if title else 40, b=40),
+                        annotations=[], showlegend=labels is not None, hovermode="closest",
+                        meta={"dims": dims, "panels": [n for n, _ in panels],
+                              "highlight": list(highlight) if highlight else None})
+    n_pan = len(panels)
+    for k, (name, pts) in enumerate(panels):
+        x0, x1 = (k / n_pan + (0.02 if k else 0), (k + 1) / n_pan - (0.02 if k + 1 < n_pan else 0))
+        p = pts[keep]
+        xa, ya = _ref(k + 1, "x"), _ref(k + 1, "y")
+        where = dict(scene=f"scene{k + 1}" if k else "scene") if dims == 3 else dict(xaxis=xa, yaxis=ya)
+        kind = "scatter3d" if dims == 3 else "scatter"
+        coords = dict(x=_f32(p[:, 0]), y=_f32(p[:, 1]), **({"z": _f32(p[:, 2])} if dims == 3 else {}))
+        hover = "%{text}<extra></extra>"
+        text = [f"{tt:.3f} s" + (f" · {labels[i]}" if labels is not None and labels[i] else "")
+                for tt, i in zip(t, keep, strict=True)]
+        # the path in time order: a thin line under the points
+        data.append(dict(type=kind, mode="lines", **coords, line=dict(color="#a1a1aa", width=1), hoverinfo="skip",
+                         showlegend=False, opacity=0.35 if sel is not None else 0.6, **where))
+        marker = dict(size=3 if dims == 3 else 4)
+        if labels is None:
+            groups = [("", np.ones(len(keep), bool))]
+        else:
+            lab = np.asarray([labels[i] for i in keep], dtype=object)
+            groups = [(g, lab == g) for g in dict.fromkeys(lab.tolist())]
+        for gi, (g, in_group) in enumerate(groups):
+            for solid in ((True, False) if sel is not None else (True,)):
+                m = in_group & (inside if solid else ~inside)
+                if not m.any():
+                    continue
+                mk = dict(marker, opacity=1.0 if solid else 0.12)
+                if labels is None:
+                    mk.update(color=_f32(t[m]), colorscale="Viridis", cmin=float(times[0]), cmax=float(times[-1]),
+                              showscale=k == 0 and solid,
+                              colorbar=dict(title=dict(text="time (s)", side="right"), thickness=12, len=0.8))
+                else:
+                    mk["color"] = PHONE_COLORS[gi % len(PHONE_COLORS)] if g else "#d4d4d8"
+                sub = {c: v[m] for c, v in coords.items()}
+                data.append(dict(type=kind, mode="markers", **sub, marker=mk, text=[text[i] for i in np.flatnonzero(m)],
+                                 hovertemplate=hover, name=g or "(no label)", legendgroup=g,
+                                 showlegend=labels is not None and k == 0 and solid, **where))
+        if dims == 3:
+            layout["scene" if k == 0 else f"scene{k + 1}"] = dict(
+                domain=dict(x=[x0, x1], y=[0, 1]), aspectmode="cube",
+                **{f"{c}axis": dict(title=dict(text=axis_names[d]), range=ranges[d])
+                   for d, c in enumerate("xyz")})
+        else:
+            layout[_axis(k + 1, "x")] = dict(AXIS_STYLE, domain=[x0, x1], anchor=ya, range=ranges[0],
+                                             title=dict(text=axis_names[0], standoff=6))
+            layout[_axis(k + 1, "y")] = dict(AXIS_STYLE, domain=[0, 1], anchor=xa, range=ranges[1],
+                                             title=dict(text=axis_names[1], standoff=6))
+        layout["annotations"].append(dict(text=name, x=(x0 + x1) / 2, xref="paper", xanchor="center", y=1.0,
+                                          yref="paper", yanchor="bottom", showarrow=False, font=dict(size=12)))
+    if title:
+        layout["title"] = dict(text=title, x=0.01)
+    return go.Figure(data=data, layout=layout, _validate=False)
+
+
+def hear_figure(waveform: np.ndarray, reconstruction: np.ndarray | None = None,
+                continuation: np.ndarray | None = None, at: float = 0.0, sample_rate: int = SAMPLE_RATE,
+                time_range: tuple[float, float] | None = None, max_points: int = 2000, row_px: float = 110,
+                shapes: Sequence[dict] = ()) -> go.Figure:
+    """What the model hears, on Figure 2's time axis (s): the clip with the model's reconstruction over it
+    (row "reconstruction"), and the clip up to `at` s followed by the model's continuation (row "continuation").
+
+    waveform, reconstruction [N] and continuation [M] float at `sample_rate`; the continuation starts at `at`
+    s. Rows without their audio are left out. `shapes` (e.g. `vlines`) go on every row. `layout.meta["rows"]`
+    names the rows.
+    """
+    rows, titles = [], []
+    if reconstruction is not None:
+        rows.append("reconstruction")
+        titles.append("clip (grey) and its reconstruction: the decoder's mean along the posterior-mean path")
+    if continuation is not None:
+        rows.append("continuation")
+        titles.append(f"clip up to {at:.3f} s (grey), then the model's continuation sampled from the prior")
+    end = len(waveform) / sample_rate
+    if continuation is not None:
+        end = max(end, at + len(continuation) / sample_rate)
+    x_range = tuple(time_range) if time_range else (0.0, end)
+    layout = row_grid(titles, [row_px] * len(rows), x_range, bottom_px=45)
+    layout["showlegend"] = False
+    data: list[dict] = []
+    sl = None
+    if time_range is not None:
+        sl = slice(max(0, int(time_range[0] * sample_rate)), max(1, int(np.ceil(time_range[1] * sample_rate))))
+
+    def crop_from(offset: float) -> slice | None:
+        if time_range is None:
+            return None
+        return slice(max(0, int((time_range[0] - offset) * sample_rate)),
+                     max(0, int(np.ceil((time_range[1] - offset) * sample_rate))))
+
+    for i, r in enumerate(rows, start=1):
+        if r == "reconstruction":
+            tr = waveform_traces(np.asarray(waveform), sample_rate, sl, max_points, color="#a1a1aa", name="clip")
+            tr += waveform_traces(np.asarray(reconstruction), sample_rate, sl, max_points, color=COLORS["posterior"],
+                                  name="reconstruction", opacity=0.85)
+        else:
+            cut = np.asarray(waveform)[: int(round(at * sample_rate))]
+            tr = waveform_traces(cut, sample_rate, sl, max_points, color="#a1a1aa", name="clip") if len(cut) else []
+            part = crop_from(at)
+            if part is None or part.stop > part.start:
+                tr += waveform_traces(np.asarray(continuation), sample_rate, part, max_points, color=COLORS["prior"],
+                                      name="continuation", offset_s=at)
+        for t_ in tr:
+            t_.update(xaxis=_ref(i, "x"), yaxis=_ref(i, "y"))
+        data += tr
+        layout[_axis(i, "y")]["title"] = dict(text="amplitude", standoff=8)
+        for sh in shapes:
+            layout["shapes"].append(dict(sh, xref=_ref(i, "x"), yref=f"{_ref(i, 'y')} domain"))
+    layout["meta"] = {"rows": rows}
+    layout["hovermode"] = "x"
+    return go.Figure(data=data, layout=layout, _validate=False)
+
+
 def compare_figure(analyses: Mapping[str, Analysis], max_points: int = 2000,
                    time_range: tuple[float, float] | None = None) -> go.Figure:
     """Figure 2 rows of several models side by side for one clip: one column per model.
