@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -321,15 +322,15 @@ def clip_warnings(clip: Clip) -> list[str]:
     return out
 
 
-@st.cache_resource(max_entries=6, show_spinner="Running the model over the clip …")
-def _analysis(ckpt_key: str, clip_digest: str, _model: vrnn.VRNN, _waveform: np.ndarray) -> vrnn.Analysis:
-    return vrnn.analyze(_model, _waveform, vrnn.SAMPLE_RATE).astype(np.float32)
-
-
 def analysis(ref: CheckpointRef, model: vrnn.VRNN, clip: Clip) -> vrnn.Analysis:
-    """Figure 2's quantities for `clip` under `ref` as float32 arrays; computed once per (checkpoint, clip
-    content) and shared, not copied, by every rerun (st.cache_resource): treat it as read-only."""
-    return _analysis(ref.key, clip.digest, model, clip.waveform)
+    """Figure 2's quantities for `clip` under `ref` as float32 arrays, with a progress bar while the model runs;
+    computed once per (checkpoint, clip content) and shared, not copied, by every rerun and session (`memo`):
+    treat it as read-only. The last 6 are kept (a 10-minute clip's analysis holds ~80 MB)."""
+    def run() -> vrnn.Analysis:
+        bar = progress_bar(f"Running {ref.label} over {clip.name}")
+        return vrnn.analyze(model, clip.waveform, vrnn.SAMPLE_RATE, progress=bar).astype(np.float32)
+
+    return memo("analysis", (ref.key, clip.digest), 6, run)
 
 
 @st.cache_data(max_entries=32, show_spinner="Sampling from the model …")
@@ -387,7 +388,9 @@ def checkpoint_projection(ref: CheckpointRef, model: vrnn.VRNN):
     was fitted on): `<checkpoint>.projection.json` when its SHA-256 matches the file (fitted on the training
     windows by scripts/projections.py), else fitted here on the example clips' 0.5 s windows; None for an
     uploaded checkpoint without examples."""
-    return _checkpoint_projection(ref.key, ref, model)
+    side = ref.path.with_suffix(PROJECTION_SUFFIX) if ref.path is not None else None
+    stamp = side.stat().st_mtime_ns if side is not None and side.is_file() else 0
+    return _checkpoint_projection(f"{ref.key}:{stamp}", ref, model)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -413,32 +416,45 @@ def reference_segments(clip: Clip) -> list[tuple[float, float, str]] | None:
     return None
 
 
-@st.cache_resource(max_entries=8, show_spinner="Listening: the model reconstructs the clip frame by frame …")
-def _reconstruction(ckpt_key: str, clip_digest: str, _model: vrnn.VRNN, _waveform: np.ndarray, _progress=None
-                    ) -> np.ndarray:
+def reconstruction(ref: CheckpointRef, model: vrnn.VRNN, clip: Clip) -> np.ndarray:
+    """The decoder's mean along the posterior-mean path, float32 [T * 200] at 16 kHz (once per checkpoint, clip),
+    with a progress bar while it runs."""
     from vrnn.latent import reconstruct
 
-    return reconstruct(_model, _waveform, progress=_progress)
-
-
-def reconstruction(ref: CheckpointRef, model: vrnn.VRNN, clip: Clip) -> np.ndarray:
-    """The decoder's mean along the posterior-mean path, float32 [T * 200] at 16 kHz (once per checkpoint, clip)."""
-    return _reconstruction(ref.key, clip.digest, model, clip.waveform, progress_bar("Reconstructing"))
-
-
-@st.cache_resource(max_entries=16, show_spinner="Continuing the clip …")
-def _continuation(ckpt_key: str, clip_digest: str, at: float, seconds: float, seed: int, _model: vrnn.VRNN,
-                  _waveform: np.ndarray, _progress=None) -> np.ndarray:
-    from vrnn.latent import continue_clip
-
-    return continue_clip(_model, _waveform, at, seconds, seed, progress=_progress)
+    return memo("reconstruction", (ref.key, clip.digest), 8,
+                lambda: reconstruct(model, clip.waveform, progress=progress_bar("Reconstructing")))
 
 
 def continuation(ref: CheckpointRef, model: vrnn.VRNN, clip: Clip, at: float, seconds: float, seed: int
                  ) -> np.ndarray:
     """The clip continued from `at` s for `seconds` s with `seed`, float32 at 16 kHz (cached by all five)."""
-    return _continuation(ref.key, clip.digest, float(at), float(seconds), int(seed), model, clip.waveform,
-                         progress_bar("Continuing"))
+    from vrnn.latent import continue_clip
+
+    return memo("continuation", (ref.key, clip.digest, float(at), float(seconds), int(seed)), 16,
+                lambda: continue_clip(model, clip.waveform, at, seconds, seed, progress=progress_bar("Continuing")))
+
+
+@st.cache_resource(show_spinner=False)
+def _memo_store() -> tuple[dict, threading.Lock]:
+    return {}, threading.Lock()
+
+
+def memo(name: str, key: tuple, max_entries: int, compute):
+    """compute() once per (name, key) in this process, the last `max_entries` kept per name, shared by every
+    session (read-only). Unlike st.cache_* this may draw on the page while it computes (a progress bar),
+    since nothing is replayed on a hit."""
+    store, lock = _memo_store()
+    with lock:
+        table = store.setdefault(name, {})
+        if key in table:
+            table[key] = table.pop(key)  # most recently used last
+            return table[key]
+    value = compute()
+    with lock:
+        table[key] = value
+        while len(table) > max_entries:
+            table.pop(next(iter(table)))
+    return value
 
 
 def progress_bar(what: str):

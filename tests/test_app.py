@@ -31,8 +31,18 @@ def wav_bytes(x: np.ndarray, sr: int = 16_000, subtype: str = "PCM_16") -> bytes
     return buf.getvalue()
 
 
-def figures(at: AppTest) -> list[dict]:
+def all_figures(at: AppTest) -> list[dict]:
     return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def figures(at: AppTest) -> list[dict]:
+    """The page's main figures (Figure 2, compare, generate, training curves): all but the latent trajectory and
+    the 'hear' figure below Figure 2."""
+    def extra(f: dict) -> bool:
+        meta = f["layout"].get("meta") or {}
+        return "dims" in meta or meta.get("rows", [None])[0] in ("reconstruction", "continuation")
+
+    return [f for f in all_figures(at) if not extra(f)]
 
 
 def assert_clean(at: AppTest) -> None:
@@ -420,3 +430,78 @@ def test_selected_range_from_a_dragged_box():
     assert ui.selected_range(box(1.99, 5.0), 2.0) == (1.9875, 2.0)  # at least one frame
     assert ui.selected_range({"selection": {"points": [], "box": [], "lasso": []}}, 2.0) is None  # double click
     assert ui.selected_range(None, 2.0) is None
+
+
+# -- latent trajectory and what the model hears ------------------------------------------------------------------
+
+def test_trajectory_follows_projection_dimensions_and_selection(at):
+    figs = all_figures(at)
+    traj = [f for f in figs if f["layout"].get("meta", {}).get("dims")]
+    assert len(traj) == 1 and traj[0]["layout"]["meta"]["dims"] == 2
+    assert traj[0]["layout"]["meta"]["panels"][0].startswith("posterior")
+    assert any("posterior means of this clip" in c.value for c in at.caption)
+    at.radio(key="traj_proj").set_value("Fixed for this checkpoint").run()
+    assert_clean(at)
+    # the tiny test checkpoints have no projection file: fitted on the example clips, and it says so
+    assert any("example clips" in c.value for c in at.caption)
+    at.radio(key="traj_dims").set_value("3-D").run()
+    traj = [f for f in all_figures(at) if f["layout"].get("meta", {}).get("dims")]
+    assert traj[0]["layout"]["meta"]["dims"] == 3 and traj[0]["data"][0]["type"] == "scatter3d"
+    (view,) = [s for s in at.slider if s.label.startswith("View")]
+    view.set_value((0.5, 1.0)).run()
+    traj = [f for f in all_figures(at) if f["layout"].get("meta", {}).get("dims")]
+    assert traj[0]["layout"]["meta"]["highlight"] == [0.5, 1.0]  # the view is drawn solid
+
+
+def test_fixed_projection_file_is_used_when_it_matches_the_checkpoint(app_env, tmp_path, monkeypatch):
+    import hashlib
+    import shutil
+
+    from vrnn.latent import Projection
+
+    ck = tmp_path / "vrnn-gauss.safetensors"
+    shutil.copy(app_env["checkpoints"] / "vrnn-gauss.safetensors", ck)
+    z = vrnn.load_checkpoint(ck).config.z_dim
+    p = Projection(np.zeros(z), np.eye(z)[:3], np.array([0.5, 0.3, 0.1]), "forty training windows")
+    p.save(ck.with_suffix(".projection.json"), checkpoint_sha256=hashlib.sha256(ck.read_bytes()).hexdigest())
+    monkeypatch.setenv("VRNN_CHECKPOINTS", str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.radio(key="traj_proj").set_value("Fixed for this checkpoint").run()
+    assert_clean(at)
+    assert any("forty training windows" in c.value for c in at.caption)
+    p.save(ck.with_suffix(".projection.json"), checkpoint_sha256="0" * 64)  # stale: not used
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.radio(key="traj_proj").set_value("Fixed for this checkpoint").run()
+    assert not any("forty training windows" in c.value for c in at.caption)
+
+
+def test_reconstruct_and_continue_play_and_plot(at, monkeypatch):
+    calls = []
+    real = vrnn.analyze
+    monkeypatch.setattr(vrnn, "analyze", lambda *a, **k: calls.append(1) or real(*a, **k))
+    n_audio = len(at.get("audio"))
+    at.button(key="hear_reconstruct").click().run()
+    assert_clean(at)
+    hear = [f for f in all_figures(at) if f["layout"].get("meta", {}).get("rows") == ["reconstruction"]]
+    assert len(hear) == 1
+    assert len(at.get("audio")) == n_audio + 2  # the clip and its reconstruction
+    (start,) = [n for n in at.number_input if n.label.startswith("Continue from")]
+    start.set_value(0.5)
+    at.number_input(key="hear_seed").set_value(3)
+    at.button(key="hear_continue").click().run()
+    assert_clean(at)
+    (spec,) = [f for f in all_figures(at) if f["layout"].get("meta", {}).get("rows") == ["reconstruction",
+                                                                                      "continuation"]]
+    assert spec["layout"]["shapes"][0]["x0"] == pytest.approx(0.5)  # the continuation point on both rows
+    assert spec["layout"]["xaxis2"]["range"] == pytest.approx([0.0, 2.5])  # 0.5 s of clip + 2 s continued
+    assert len(at.get("audio")) == n_audio + 3
+    assert calls == [], "hearing reuses the analysis; it never reruns analyze"
+
+
+def test_the_same_seed_continues_the_same_way(app_env):
+    from vrnn.latent import continue_clip
+
+    model = vrnn.load_checkpoint(app_env["checkpoints"] / "vrnn-gauss.safetensors")
+    w, _ = vrnn.load_audio(app_env["examples"] / "clip0.wav")
+    a, b = (continue_clip(model, w, 1.0, 0.5, seed=4) for _ in range(2))
+    np.testing.assert_array_equal(a, b)

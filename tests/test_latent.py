@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import speechlike
 
 import vrnn
-from conftest import speechlike
 from vrnn.latent import Projection, continue_clip, fit_checkpoint_projection, fit_pca, listen, reconstruct
 
 FAMILIES = ["vrnn-gauss", "vrnn-gmm", "vrnn-i-gauss", "rnn-gauss", "rnn-gmm"]

@@ -44,13 +44,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis import analyze
-    from .audio import load_audio
+    from .audio import FRAME_SIZE, load_audio
     from .checkpoint import load_checkpoint
 
     model = load_checkpoint(args.checkpoint)
     waveform, sr = load_audio(args.clip)
+    from tqdm import tqdm
+
     t0 = time.perf_counter()
-    a = analyze(model, waveform, sr, sample=args.sample, seed=args.seed)
+    n_frames = len(waveform) // FRAME_SIZE
+    with tqdm(total=n_frames, desc="analyze", unit="frame", disable=args.quiet or n_frames < 2048,
+              file=sys.stderr) as bar:
+        a = analyze(model, waveform, sr, sample=args.sample, seed=args.seed,
+                    progress=lambda done, total: bar.update(done - bar.n))
     seconds = time.perf_counter() - t0
     cols = a.table()
     print(f"{Path(args.clip).name}: {len(waveform) / sr:.2f} s, {a.n_frames} frames of 12.5 ms, "
@@ -188,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--table", action="store_true", help="print the per-frame table to stdout")
     a.add_argument("--sample", action="store_true", help="sample z from the posterior instead of following its mean")
     a.add_argument("--seed", type=int, default=0, help="seed when --sample is given")
+    a.add_argument("--quiet", action="store_true", help="no progress bar (shown for clips of 25.6 s and more)")
     a.set_defaults(func=_cmd_analyze)
 
     g = sub.add_parser("generate", help="sample audio from a model (Figure 3)", formatter_class=fmt)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,7 +91,7 @@ class Analysis:
 
 @torch.inference_mode()
 def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, sample: bool = False,
-            seed: int = 0) -> Analysis:
+            seed: int = 0, progress: Callable[[int, int], None] | None = None) -> Analysis:
     """Run the posterior pass of `model` over one clip and return Figure 2's quantities.
 
     Args:
@@ -100,6 +101,10 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
         sample_rate: must be 16000 (resample with `load_audio`).
         sample: by default the pass follows the posterior mean (z_t = mu_z,t, no sampling noise), so a
             figure is reproducible; True draws z_t ~ q(z_t | x_t, h_{t-1}) with `seed`.
+        progress: called as progress(frames_done, frames_total) after each block of the model's pass
+            (`model.BLOCK_FRAMES` = 256 frames, 3.2 s of audio) and once at the end, e.g. to move a
+            progress bar. It is driven by a forward hook on `model.decoder`, which the pass runs once per
+            block on the block's stacked states (a pass that ran it once would report only the end).
 
     `elbo` is evaluated along the analysed path (mean path by default: then it is the ELBO's
     integrand at z = mu, not a bound in expectation). Raises AudioError for a rate other than
@@ -116,7 +121,24 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
     device = model.x_mean.device
     x = model.normalize(torch.from_numpy(np.ascontiguousarray(frames)).to(device))[None]  # [1, T, X]
     gen = torch.Generator(device=device).manual_seed(seed)
-    out = model(x, sample=sample, generator=gen)
+    T = frames.shape[0]
+    hook = None
+    if progress is not None:
+        done = [0]
+
+        def after_block(module, inputs, output) -> None:  # decoder output [1, T_block, D]: one block is done
+            done[0] = min(T, done[0] + output.shape[-2])
+            if done[0] < T:
+                progress(done[0], T)
+
+        hook = model.decoder.register_forward_hook(after_block)
+    try:
+        out = model(x, sample=sample, generator=gen)
+    finally:
+        if hook is not None:
+            hook.remove()
+    if progress is not None:
+        progress(T, T)
     times = frame_times(frames.shape[0])
     log_px = out.log_px[0].double().cpu().numpy()
     kw = dict(times=times, log_px=log_px, elbo=float(out.elbo[0]), waveform=frames.reshape(-1).copy(),
