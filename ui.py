@@ -551,6 +551,11 @@ def wav_part(digest: str, waveform: np.ndarray, i0: int = 0, i1: int | None = No
     return _wav_part(digest, int(i0), len(waveform) if i1 is None else int(i1), waveform)
 
 
+def wav_memo(key: tuple, waveform) -> bytes:
+    """WAV bytes of `waveform` (an array, or a function returning one), encoded once per `key` (`memo`)."""
+    return memo("wav", key, 16, lambda: wav(waveform() if callable(waveform) else waveform))
+
+
 def frames_csv(a: vrnn.Analysis) -> bytes:
     """The per-frame table as CSV bytes (`Analysis.to_csv`, the same file as `vrnn analyze --csv`)."""
     return a.to_csv().encode()

@@ -84,8 +84,10 @@ def explore() -> None:
     p2.caption(f"Playing {what}" + (f", {play[0]:.3f}–{play[1]:.3f} s." if play else ".")
                + (" Double-click the figure to clear the selection." if sel else
                   " Drag across any row to select a stretch."))
-    fig = figure2(a, spectrogram=ui.log_mel(clip.digest, a.waveform) if show_mel else False, kl_heatmap=show_kl,
-                  means=show_means, time_range=time_range, row_px=FIG_ROW_PX, select=True)
+    fig = ui.memo("figure2", (ref.key, clip.digest, show_mel, show_kl, show_means, time_range), 32,
+                  lambda: figure2(a, spectrogram=ui.log_mel(clip.digest, a.waveform) if show_mel else False,
+                                  kl_heatmap=show_kl, means=show_means, time_range=time_range, row_px=FIG_ROW_PX,
+                                  select=True))
     ui.plotly(fig, key="figure2", on_select=_from_selection)
     if a.has_latent:
         trajectory(sel or time_range)
@@ -108,8 +110,9 @@ def trajectory(highlight: tuple[float, float] | None) -> None:
     segments = ui.reference_segments(clip)
     labels = frame_labels(a.times, segments) if segments else None
     names = [f"PC{k + 1} ({100 * e:.0f} %)" for k, e in enumerate(proj.explained)]
-    fig = trajectory_figure(proj(a.z_mean)[:, :dims], proj(a.prior_mean)[:, :dims], a.times, highlight=highlight,
-                            labels=labels, axis_names=names)
+    fig = ui.memo("trajectory", (ref.key, clip.digest, kind, dims, highlight, proj.source, bool(labels)), 32,
+                  lambda: trajectory_figure(proj(a.z_mean)[:, :dims], proj(a.prior_mean)[:, :dims], a.times,
+                                            highlight=highlight, labels=labels, axis_names=names))
     ui.plotly(fig, key="trajectory")
     st.caption(f"Projection fitted on {proj.source}; the percentages are the variance along each axis there. "
                + ("Coloured by reference phone." if labels else "Coloured by time.")
@@ -164,11 +167,12 @@ def hear() -> None:
     cols[0].audio(ui.wav_part(clip.digest, a.waveform), format="audio/wav")
     if recon is not None:
         cols[1].caption("Reconstruction (decoder mean)")
-        cols[1].audio(ui.wav(recon), format="audio/wav")
+        cols[1].audio(ui.wav_memo(("recon", ref.key, clip.digest), recon), format="audio/wav")
     if cont is not None:
         cols[2].caption(f"Clip to {c_at:.3f} s, then the model (seed {req[4]})")
-        cols[2].audio(ui.wav(np.concatenate([a.waveform[:int(round(c_at * a.sample_rate))], cont])),
-                      format="audio/wav")
+        cut = int(round(c_at * a.sample_rate))
+        cols[2].audio(ui.wav_memo(("cont", ref.key, clip.digest, *req[2:]),
+                                  lambda: np.concatenate([a.waveform[:cut], cont])), format="audio/wav")
     fig = hear_figure(a.waveform, recon, cont, at=c_at, shapes=vlines([c_at]) if cont is not None else ())
     ui.plotly(fig, key="hear_figure")
 

@@ -116,8 +116,8 @@ def assert_no_exception(pg) -> None:
 
 
 DRAWN = """end => {
-    const g = document.querySelectorAll('.js-plotly-plot');
-    return g.length === 1 && g[0].layout && Math.abs(g[0].layout.xaxis.range[1] - end) < 0.02
+    const g = document.querySelectorAll('.js-plotly-plot');  // Figure 2 first, the latent trajectory below it
+    return g.length >= 1 && g[0].layout && Math.abs(g[0].layout.xaxis.range[1] - end) < 0.02
         && g[0].querySelectorAll('.scatterlayer .trace').length >= 3;
 }"""
 
@@ -133,7 +133,7 @@ def upload(pg, path: Path) -> None:
 
 def test_home_draws_figure2(server, page):
     page.goto(server)
-    plot = page.locator(".js-plotly-plot")
+    plot = page.locator(".js-plotly-plot").first
     expect(plot).to_be_visible()
     settle(page)
     assert_no_exception(page)
@@ -147,7 +147,7 @@ def test_bad_upload_shows_its_message_then_a_good_upload_works(server, page, tmp
     from conftest import speechlike
 
     page.goto(server)
-    expect(page.locator(".js-plotly-plot")).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
     junk = tmp_path / "junk.wav"
     junk.write_bytes(np.random.default_rng(0).bytes(4000))
     upload(page, junk)
@@ -172,7 +172,7 @@ def test_upload_of_30_s_clip_is_drawn(server, page, tmp_path):
 
     clip = wav_file(tmp_path / "thirty.wav", speechlike(30.0))
     page.goto(server)
-    expect(page.locator(".js-plotly-plot")).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
     settle(page)
     t0 = time.monotonic()
     upload(page, clip)
@@ -224,3 +224,149 @@ def test_generate_page_gives_playable_audio(server, page):
         "a => a.readyState >= 1 ? a.duration : new Promise(r => a.addEventListener('loadedmetadata', () => r(a.duration)))")
     assert duration == pytest.approx(2.0, abs=0.02)  # the default length, decoded by the browser
     assert page.get_by_role("button", name="Download seed 0, sample 1 (WAV)").count() == 1
+
+
+# -- issue 14: instant controls, selection, layout, trajectory, hearing, the microphone ---------------------------
+
+def caption(pg, text: str):
+    return pg.locator('[data-testid="stCaptionContainer"]', has_text=text)
+
+
+def figure2_box(pg) -> tuple[float, float, float, float]:
+    """(left, top, width, height) in the page of Figure 2's first row's plot area."""
+    return pg.locator(".js-plotly-plot").first.evaluate("""g => { const b = g.getBoundingClientRect();
+        const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis;
+        return [b.left + xa._offset, b.top + ya._offset, xa._length, ya._length]; }""")
+
+
+def test_three_rows_fit_a_1400_by_900_window(server, browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = context.new_page()
+    try:
+        pg.goto(server)
+        plot = pg.locator(".js-plotly-plot").first
+        expect(plot).to_be_visible()
+        settle(pg)
+        # the bottom row (the waveform) and the time axis's labels are inside the window without scrolling
+        bottom = plot.evaluate("""g => { const b = g.getBoundingClientRect(); const ya = g._fullLayout.yaxis3;
+            return b.top + ya._offset + ya._length; }""")
+        assert pg.evaluate("() => window.scrollY") == 0
+        ticks = plot.locator(".xaxislayer-above .xtick text").evaluate_all(
+            "els => els.map(e => e.getBoundingClientRect().bottom)")
+        assert bottom < 900 and ticks and max(ticks) < 900, (bottom, ticks)
+    finally:
+        context.close()
+
+
+def test_row_toggles_redraw_the_figure(server, page):
+    page.goto(server)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    settle(page)
+    rows = "() => document.querySelector('.js-plotly-plot').layout.meta.rows.join()"
+    for label, row in (("Spectrogram", "mel"), ("KL per dim", "kl_dims"), ("Means", "means")):
+        page.locator('[data-testid="stCheckbox"]', has_text=label).locator("label").first.click()
+        page.wait_for_function(f"() => {rows[6:]}.includes('{row}')")
+        settle(page)
+    assert page.evaluate(rows) == "delta,kl,wave,mel,kl_dims,means"
+    assert page.locator(".js-plotly-plot").first.locator(".heatmaplayer image").count() == 2  # drawn
+    assert_no_exception(page)
+
+
+def test_drag_selects_a_stretch_and_double_click_clears_it(server, page):
+    page.goto(server)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    settle(page)
+    expect(caption(page, "Playing the whole clip")).to_be_visible()
+    x, y, w, h = figure2_box(page)
+    page.mouse.move(x + 0.25 * w, y + h / 2)  # drag across the delta_t row from 0.5 s to 1.0 s of the 2 s clip
+    page.mouse.down()
+    page.mouse.move(x + 0.4 * w, y + h / 2, steps=3)
+    page.mouse.move(x + 0.5 * w, y + h / 2, steps=3)
+    page.mouse.up()
+    expect(caption(page, "Playing the selection")).to_be_visible()
+    settle(page)
+    text = caption(page, "Playing the selection").inner_text()
+    lo, hi = (float(v) for v in text.split(", ")[1].split(" s")[0].split("–"))
+    assert lo == pytest.approx(0.5, abs=0.05) and hi == pytest.approx(1.0, abs=0.05)
+    traj = page.locator(".js-plotly-plot").nth(1)  # the latent trajectory highlights the selection
+    page.wait_for_function("() => (document.querySelectorAll('.js-plotly-plot')[1].layout.meta.highlight || [])"
+                           ".length === 2")
+    assert traj.evaluate("g => g.layout.meta.highlight")[0] == pytest.approx(lo)
+    page.mouse.dblclick(x + 0.75 * w, y + h / 2)
+    expect(caption(page, "Playing the whole clip")).to_be_visible()
+    settle(page)
+    assert_no_exception(page)
+
+
+def test_trajectory_projection_and_dimensions(server, page):
+    page.goto(server)
+    expect(page.locator(".js-plotly-plot").nth(1)).to_be_visible()
+    settle(page)
+    traj = page.locator(".js-plotly-plot").nth(1)
+    assert traj.evaluate("g => g.layout.meta.dims") == 2
+    assert traj.locator(".scatterlayer .trace").count() >= 4  # both paths: lines and points
+    page.get_by_text("Fixed for this checkpoint").click()
+    expect(caption(page, "example clips")).to_be_visible()
+    settle(page)
+    page.get_by_text("3-D").click()
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')[1].layout.meta.dims === 3")
+    settle(page)
+    assert page.locator(".js-plotly-plot").nth(1).evaluate("g => g.data[0].type") == "scatter3d"
+    assert_no_exception(page)
+
+
+def test_reconstruct_and_continue_give_audio(server, page):
+    page.goto(server)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    settle(page)
+    page.get_by_role("button", name="Reconstruct the clip").click()
+    expect(caption(page, "Reconstruction (decoder mean)")).to_be_visible()
+    settle(page)
+    page.get_by_role("button", name="Continue", exact=True).click()
+    expect(caption(page, "then the model (seed 0)")).to_be_visible()
+    settle(page)
+    audio = page.locator('audio[data-testid="stAudio"]')
+    expect(audio).to_have_count(4)  # the selection player, the clip, its reconstruction, the continuation
+    durations = audio.evaluate_all("""els => Promise.all(els.map(a => a.readyState >= 1 ? a.duration :
+        new Promise(r => a.addEventListener('loadedmetadata', () => r(a.duration)))))""")
+    assert durations[2] == pytest.approx(2.0, abs=0.02)  # the reconstruction is as long as the clip
+    assert durations[3] == pytest.approx(1.0 + 2.0, abs=0.02)  # clip to 1.0 s (half), then 2 s of the model
+    hear = page.locator(".js-plotly-plot").last
+    assert hear.evaluate("g => g.layout.meta.rows") == ["reconstruction", "continuation"]
+    assert_no_exception(page)
+
+
+@pytest.fixture(scope="module")
+def mic_browser(tmp_path_factory):
+    """Chromium whose microphone plays a speech-like WAV file (Chromium's fake media device)."""
+    from conftest import speechlike
+
+    wav = wav_file(tmp_path_factory.mktemp("mic") / "mic.wav", speechlike(3.0, f0=170), 48_000)
+    args = CHROMIUM_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                            f"--use-file-for-fake-audio-capture={wav}"]
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        yield b
+        b.close()
+
+
+def test_microphone_recording_is_analysed(server, mic_browser):
+    context = mic_browser.new_context(viewport={"width": 1400, "height": 1600})
+    context.grant_permissions(["microphone"], origin=server)
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    try:
+        pg.goto(server)
+        expect(pg.locator(".js-plotly-plot").first).to_be_visible()
+        settle(pg)
+        recorder = pg.locator('[data-testid="stAudioInput"]')
+        recorder.get_by_role("button", name="Record").click()
+        pg.wait_for_timeout(1500)
+        recorder.get_by_role("button", name="Stop recording").click()
+        expect(caption(pg, "microphone recording.wav")).to_be_visible()
+        settle(pg)
+        assert_no_exception(pg)
+        assert pg.locator('[data-testid="stAlertContentError"]').count() == 0
+        assert 0.5 < x_end(pg) < 5.0  # about the recorded second and a half, not the 2 s example
+    finally:
+        context.close()

@@ -422,9 +422,7 @@ def trajectory_figure(posterior: np.ndarray, prior: np.ndarray | None, times: np
         where = dict(scene=f"scene{k + 1}" if k else "scene") if dims == 3 else dict(xaxis=xa, yaxis=ya)
         kind = "scatter3d" if dims == 3 else "scatter"
         coords = dict(x=_f32(p[:, 0]), y=_f32(p[:, 1]), **({"z": _f32(p[:, 2])} if dims == 3 else {}))
-        hover = "%{text}<extra></extra>"
-        text = [f"{tt:.3f} s" + (f" · {labels[i]}" if labels is not None and labels[i] else "")
-                for tt, i in zip(t, keep, strict=True)]
+        hover = "%{customdata:.3f} s" + (" · %{text}" if labels is not None else "") + "<extra></extra>"
         # the path in time order: a thin line under the points
         data.append(dict(type=kind, mode="lines", **coords, line=dict(color="#a1a1aa", width=1), hoverinfo="skip",
                          showlegend=False, opacity=0.35 if sel is not None else 0.6, **where))
@@ -447,7 +445,8 @@ def trajectory_figure(posterior: np.ndarray, prior: np.ndarray | None, times: np
                 else:
                     mk["color"] = PHONE_COLORS[gi % len(PHONE_COLORS)] if g else "#d4d4d8"
                 sub = {c: v[m] for c, v in coords.items()}
-                data.append(dict(type=kind, mode="markers", **sub, marker=mk, text=[text[i] for i in np.flatnonzero(m)],
+                extra = {"text": [g or "no label"] * int(m.sum())} if labels is not None else {}
+                data.append(dict(type=kind, mode="markers", **sub, marker=mk, customdata=_f32(t[m]), **extra,
                                  hovertemplate=hover, name=g or "(no label)", legendgroup=g,
                                  showlegend=labels is not None and k == 0 and solid, **where))
         if dims == 3:
