@@ -50,8 +50,8 @@ ARM = """([rows, x0, x1, text]) => {
             && d.layout.meta.rows);
         if (!g || !g._fullLayout) return false;
         const r = g.layout.xaxis.range;
-        const endOk = x1 >= 0 ? Math.abs(r[1] - x1) < 0.02 : r[1] < -x1 - 0.001;  // x1 < 0: "ends before -x1"
-        return g.layout.meta.rows.join() === rows.join() && Math.abs(r[0] - x0) < 0.02 && endOk
+        const endOk = x1 >= 0 ? Math.abs(r[1] - x1) < 0.004 : r[1] < -x1 - 0.001;  // x1 < 0: "ends before -x1"
+        return g.layout.meta.rows.join() === rows.join() && Math.abs(r[0] - x0) < 0.004 && endOk
             && g.querySelectorAll('.scatterlayer .trace').length >= 3
             && !!document.querySelector('[data-test-script-state="notRunning"]')
             && (!text || [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
@@ -182,11 +182,11 @@ def main() -> None:
                 pg.wait_for_timeout(300)
                 timed("double-click: clear the selection", dblclick, base, 0.0, dur, "Playing the whole clip")
                 pg.wait_for_timeout(300)
-                thumb = pg.locator('[data-testid="stSlider"]').first.locator('[role="slider"]').last
-                timed("slider: end one step left (key)", lambda th=thumb: (th.focus(), th.press("ArrowLeft")),
+                thumb = pg.locator('[data-testid="stSlider"]').first.locator("input").last  # the end thumb
+                timed("slider: end one step left (key)", lambda th=thumb: th.press("ArrowLeft"),
                       base, 0.0, -dur)
                 pg.wait_for_timeout(300)
-                timed("slider: end back (key)", lambda th=thumb: (th.focus(), th.press("ArrowRight")),
+                timed("slider: end back (key)", lambda th=thumb: th.press("ArrowRight"),
                       base, 0.0, dur)
                 pg.wait_for_timeout(300)
             browser.close()
