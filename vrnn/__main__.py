@@ -21,7 +21,24 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
           + f"; normalisation mean {c.normalization[0]:.3g}, std {c.normalization[1]:.3g}.")
     if c.meta["skipped"]:
         print(f"Skipped {len(c.meta['skipped'])} unreadable files, e.g. {c.meta['skipped'][0]}")
+    _corpus_transcripts(c, args)
     return 0
+
+
+def _corpus_transcripts(c, args: argparse.Namespace) -> None:
+    """Transcripts per split, and with --align their forced alignments (vrnn/transcripts.py)."""
+    from .transcripts import TranscriptError, store_alignments, store_transcripts
+
+    try:
+        counts = store_transcripts(c)
+    except TranscriptError as e:
+        print(f"No transcripts: {e}", file=sys.stderr)
+        return
+    print("Transcripts: " + ", ".join(f"{k} {v} files" for k, v in counts.items()))
+    for split in (args.align if args.align != [] else list(counts)) if args.align is not None else []:
+        n, failed = store_alignments(c, split, progress=not args.quiet)
+        print(f"Aligned {n} {split} files to {c.root / f'{split}.alignments.jsonl'}"
+              + (f"; {len(failed)} failed, e.g. {failed[0]}" if failed else ""))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -143,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, help="corpus folder to write")
     c.add_argument("--layout", choices=LAYOUTS, default="auto",
                    help="source layout: auto recognises TIMIT, LJSpeech and VCTK trees, else a plain folder")
+    c.add_argument("--align", nargs="*", choices=("train", "valid", "test"), default=None, metavar="SPLIT",
+                   help="force-align the transcripts of these splits (no SPLIT: all) with PocketSphinx, "
+                        "for 'python -m vrnn segment'")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_cmd_corpus)
 

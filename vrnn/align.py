@@ -26,14 +26,16 @@ import numpy as np
 from .audio import SAMPLE_RATE
 from .segments import Reference, Segment, SegmentsError, make_reference
 
-PAD = 0.3  # s of faint noise added before and after the clip while aligning
-PAD_NOISE = 2.0  # std of the padding noise in int16 units (about -84 dBFS, below the corpus's room tone)
+PAD = 0.15  # s added before and after the clip while aligning (0.1-0.2 s fit the real clips best, see docs/segmentation.md)
+PAD_NOISE = 2.0  # std of the added noise in int16 units (about -84 dBFS, below the corpus's room tone)
 ALIGN_FRAME = 0.01  # s, PocketSphinx's frame step: alignment times are multiples of it
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
          "sixteen seventeen eighteen nineteen").split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _SYMBOLS = {"#": " pound ", "*": " star ", "&": " and ", "%": " percent ", "+": " plus ", "@": " at "}
+# Words the CMU dictionary lacks that our corpus needs, in its ARPAbet phones (no stress marks).
+EXTRA_WORDS = {"undelete": "AH N D IH L IY T"}
 _lock = threading.Lock()
 
 
@@ -74,7 +76,11 @@ def normalize_text(text: str) -> list[str]:
 def _decoder():
     from pocketsphinx import Decoder
 
-    return Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+    d = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+    for word, phones in EXTRA_WORDS.items():
+        if d.lookup_word(word) is None:
+            d.add_word(word, phones, True)
+    return d
 
 
 def missing_words(words: list[str]) -> list[str]:
@@ -104,9 +110,11 @@ def align(waveform: np.ndarray, sample_rate: int, text: str, pad: float = PAD) -
     x = np.clip(np.round(np.asarray(waveform, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
     duration = len(x) / SAMPLE_RATE
     n_pad = int(round(pad * SAMPLE_RATE / 160)) * 160  # whole 10 ms frames
-    rng = np.random.default_rng(0)
-    noise = lambda: np.round(rng.normal(0.0, PAD_NOISE, n_pad)).astype(np.int16)  # noqa: E731
-    raw = np.concatenate([noise(), x, noise()]).tobytes()
+    padded = np.concatenate([np.zeros(n_pad, np.int16), x, np.zeros(n_pad, np.int16)])
+    # faint noise over everything: the padding then sounds like room tone, and runs of digital zeros in the clip
+    # (PocketSphinx takes log energies) do not derail the search (without it a lone "f" was aligned as silence)
+    noise = np.round(np.random.default_rng(0).normal(0.0, PAD_NOISE, len(padded)))
+    raw = np.clip(padded + noise, -32768, 32767).astype(np.int16).tobytes()
     offset = n_pad / SAMPLE_RATE
     with _lock:
         d = _decoder()
