@@ -1,4 +1,4 @@
-"""Command line: python -m vrnn {corpus,train,evaluate,analyze,generate}."""
+"""Command line: python -m vrnn {corpus,train,evaluate,analyze,generate,align,segment}."""
 
 from __future__ import annotations
 
@@ -145,6 +145,48 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_align(args: argparse.Namespace) -> int:
+    from .align import align
+    from .audio import load_audio
+    from .segments import write_textgrid
+
+    waveform, sr = load_audio(args.audio)
+    t0 = time.perf_counter()
+    ref = align(waveform, sr, args.text)
+    dt = time.perf_counter() - t0
+    write_textgrid(ref, args.out)
+    speech = ref.speech_phones()
+    print(f"Aligned {len(ref.words)} words, {len(speech)} phones to {Path(args.audio).name} "
+          f"({ref.duration:.2f} s; speech {speech[0].start:.2f}-{speech[-1].end:.2f} s) in {dt:.2f} s; wrote {args.out}")
+    return 0
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from .data import Corpus
+    from .segmentation import collect, evaluate_clips, format_table, picking_rule
+
+    rule = picking_rule(top_n=args.top_n, min_distance=args.min_distance, prominence=args.prominence)
+    t0 = time.perf_counter()
+    clips = collect(args.checkpoints, Corpus.open(args.corpus), args.split, progress=not args.quiet)
+    rows = evaluate_clips(clips, args.tolerance, rule)
+    n_ref = sum(len(c.ref.boundaries()) for c in clips)
+    print(f"{args.corpus}:{args.split}: {len(clips)} clips with a reference, {n_ref} phone boundaries "
+          f"({sum(len(c.ref.boundaries(True)) for c in clips)} phone-to-phone); tolerance {args.tolerance * 1000:g} ms, "
+          f"one-to-one; {time.perf_counter() - t0:.1f} s")
+    for r in {r["signal"]: r for r in rows}.values():
+        print(f"  {r['signal']:8s} {r['picking']}")
+    print(format_table(rows))
+    skipped = [c for c in args.checkpoints if not any(r["source"] == Path(c).stem for r in rows)]
+    if skipped:
+        print(f"No latent signal (RNN models): {', '.join(Path(c).name for c in skipped)}")
+    if args.json:
+        meta = {"corpus": str(args.corpus), "split": args.split, "tolerance": args.tolerance,
+                "clips": [c.file for c in clips], "rows": rows}
+        Path(args.json).write_text(json.dumps(meta, indent=1))
+        print(f"Wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import FAMILIES, PRESETS
     from .data import LAYOUTS
@@ -216,6 +258,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="random seed")
     g.add_argument("--out", required=True, help="WAV file to write (16 kHz, 16-bit PCM)")
     g.set_defaults(func=_cmd_generate)
+
+    al = sub.add_parser("align", help="force-align a typed transcript to a clip (PocketSphinx) -> TextGrid",
+                        formatter_class=fmt)
+    al.add_argument("audio", help="audio file (any format, rate and channels)")
+    al.add_argument("--text", required=True, help="what is said (digits and # * are read as words)")
+    al.add_argument("--out", required=True, help="TextGrid file to write (tiers: words, phones)")
+    al.set_defaults(func=_cmd_align)
+
+    sg = sub.add_parser("segment", help="do the latents find the phones? boundary scores vs baselines",
+                        formatter_class=fmt)
+    sg.add_argument("checkpoints", nargs="+", help=".safetensors checkpoints whose latent signals are scored")
+    sg.add_argument("--corpus", default="data/allison", help="corpus with alignments ('corpus --align') or TIMIT phones")
+    sg.add_argument("--split", choices=("train", "valid", "test"), default="valid", help="corpus split")
+    sg.add_argument("--tolerance", type=float, default=0.02, help="hit window in seconds (one-to-one matching)")
+    sg.add_argument("--top-n", action="store_true",
+                    help="keep the N most prominent peaks per clip, N = the reference's boundary count")
+    sg.add_argument("--min-distance", type=float, default=None,
+                    help="seconds between peaks, for every signal (default: each signal's value tuned on valid)")
+    sg.add_argument("--prominence", type=float, default=None,
+                    help="least peak prominence, x the clip's signal range, for every signal (default: tuned)")
+    sg.add_argument("--json", default=None, help="write the table, the settings and per-clip scores to this JSON file")
+    sg.add_argument("--quiet", action="store_true", help="no progress bar")
+    sg.set_defaults(func=_cmd_segment)
     return p
 
 

@@ -27,6 +27,7 @@ from .audio import SAMPLE_RATE
 from .segments import Reference, Segment, SegmentsError, make_reference
 
 PAD = 0.15  # s added before and after the clip while aligning (0.1-0.2 s fit the real clips best, see docs/segmentation.md)
+RETRY_PADS = (0.3, 0.05)  # s, tried in turn when a word goes missing (the search sometimes drops a lone short word)
 PAD_NOISE = 2.0  # std of the added noise in int16 units (about -84 dBFS, below the corpus's room tone)
 ALIGN_FRAME = 0.01  # s, PocketSphinx's frame step: alignment times are multiples of it
 
@@ -109,10 +110,28 @@ def align(waveform: np.ndarray, sample_rate: int, text: str, pad: float = PAD) -
                          "sound (e.g. 'three d' for '3D'), or leave them out.")
     x = np.clip(np.round(np.asarray(waveform, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
     duration = len(x) / SAMPLE_RATE
+    error = "PocketSphinx found no alignment of the transcript to this clip."
+    for p in (pad, *RETRY_PADS):
+        try:
+            phones, word_segs = _align_once(x, words, p)
+        except AlignError as e:
+            error = str(e)
+            continue
+        if len(word_segs) == len(words):  # every word found inside the clip
+            return make_reference(_fill_gaps(phones, duration), duration, word_segs,
+                                  "forced alignment (PocketSphinx en-us)")
+        error = (f"PocketSphinx placed only {len(word_segs)} of the {len(words)} words inside the clip; "
+                 "does the transcript match the audio?")
+    raise AlignError(error)
+
+
+def _align_once(x: np.ndarray, words: list[str], pad: float) -> tuple[list[Segment], list[Segment]]:
+    """One PocketSphinx run over int16 `x` padded by `pad` s: (phone segments, word segments) in clip time."""
+    duration = len(x) / SAMPLE_RATE
     n_pad = int(round(pad * SAMPLE_RATE / 160)) * 160  # whole 10 ms frames
     padded = np.concatenate([np.zeros(n_pad, np.int16), x, np.zeros(n_pad, np.int16)])
     # faint noise over everything: the padding then sounds like room tone, and runs of digital zeros in the clip
-    # (PocketSphinx takes log energies) do not derail the search (without it a lone "f" was aligned as silence)
+    # (PocketSphinx takes log energies) do not derail the search
     noise = np.round(np.random.default_rng(0).normal(0.0, PAD_NOISE, len(padded)))
     raw = np.clip(padded + noise, -32768, 32767).astype(np.int16).tobytes()
     offset = n_pad / SAMPLE_RATE
@@ -142,10 +161,7 @@ def align(waveform: np.ndarray, sample_rate: int, text: str, pad: float = PAD) -
                 ps, pe = _clip(p.start, p.start + p.duration, offset, duration)
                 if pe > ps:
                     phones.append(Segment(ps, pe, "sil" if silent or p.name == "SIL" else p.name.lower()))
-    if not word_segs:
-        raise AlignError("PocketSphinx aligned no word inside the clip.")
-    phones = _fill_gaps(phones, duration)
-    return make_reference(phones, duration, word_segs, "forced alignment (PocketSphinx en-us)")
+    return phones, word_segs
 
 
 def _clip(start_frame: int, end_frame: int, offset: float, duration: float) -> tuple[float, float]:
