@@ -35,6 +35,10 @@ _ONES = ("zero one two three four five six seven eight nine ten eleven twelve th
          "sixteen seventeen eighteen nineteen").split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _SYMBOLS = {"#": " pound ", "*": " star ", "&": " and ", "%": " percent ", "+": " plus ", "@": " at "}
+QUIET_DB = 40.0  # dB below the clip's loudest 5 ms: quieter stretches are pauses
+MIN_PAUSE = 0.05  # s: a quiet stretch this long inside a vowel, glide, liquid or nasal is a pause the aligner missed
+SONORANTS = frozenset("aa ae ah ao aw ay eh er ey ih iy ow oy uh uw l r w y m n ng".split())
+
 # Words the CMU dictionary lacks that our corpus needs, in its ARPAbet phones (no stress marks).
 EXTRA_WORDS = {"undelete": "AH N D IH L IY T"}
 _lock = threading.Lock()
@@ -118,6 +122,7 @@ def align(waveform: np.ndarray, sample_rate: int, text: str, pad: float = PAD) -
             error = str(e)
             continue
         if len(word_segs) == len(words):  # every word found inside the clip
+            phones = split_pauses(phones, x)
             return make_reference(_fill_gaps(phones, duration), duration, word_segs,
                                   "forced alignment (PocketSphinx en-us)")
         error = (f"PocketSphinx placed only {len(word_segs)} of the {len(words)} words inside the clip; "
@@ -162,6 +167,50 @@ def _align_once(x: np.ndarray, words: list[str], pad: float) -> tuple[list[Segme
                 if pe > ps:
                     phones.append(Segment(ps, pe, "sil" if silent or p.name == "SIL" else p.name.lower()))
     return phones, word_segs
+
+
+def split_pauses(phones: list[Segment], x: np.ndarray) -> list[Segment]:
+    """Give back to silence the pauses the aligner put inside a sonorant (PocketSphinx inserts no silence
+    between words unless it wants to: "sorry, but" got a 0.31 s "iy" holding 0.13 s of pause).
+
+    x: int16 [N] at 16 kHz. A run of at least MIN_PAUSE s of 5 ms frames QUIET_DB below the clip's loudest,
+    inside a vowel, glide, liquid or nasal, ends that phone (the rest of it becomes silence); a run at the
+    phone's start delays its start instead. Stops and fricatives keep their silent closures.
+    """
+    hop = 80  # samples = 5 ms
+    fr = x[: len(x) // hop * hop].astype(np.float64).reshape(-1, hop)
+    db = 10 * np.log10((fr ** 2).mean(1) + 1e-6)
+    quiet = db < db.max() - QUIET_DB
+    need = int(round(MIN_PAUSE * SAMPLE_RATE / hop))
+    out = []
+    for s in phones:
+        i0, i1 = int(round(s.start * SAMPLE_RATE / hop)), int(round(s.end * SAMPLE_RATE / hop))
+        q = quiet[i0:i1]
+        if s.label not in SONORANTS or len(q) < need:
+            out.append(s)
+            continue
+        runs = np.flatnonzero(np.convolve(q.astype(int), np.ones(need, int), "valid") == need)  # starts of full runs
+        if not len(runs):
+            out.append(s)
+            continue
+        start = i0
+        if runs[0] == 0:  # the phone begins with a pause: start it where the quiet ends
+            k = int(np.argmin(q)) if not q.all() else len(q)
+            start = i0 + k
+            later = runs[runs > k]
+        else:
+            later = runs
+        end = i0 + int(later[0]) if len(later) else i1
+        if end - start < 4:  # under 20 ms of the phone would be left: keep the aligner's segment
+            out.append(s)
+            continue
+        t = lambda i: round(i * hop / SAMPLE_RATE, 4)  # noqa: E731
+        if start > i0:
+            out.append(Segment(s.start, t(start), "sil"))
+        out.append(Segment(t(start), t(end), s.label))
+        if end < i1:
+            out.append(Segment(t(end), s.end, "sil"))
+    return out
 
 
 def _clip(start_frame: int, end_frame: int, offset: float, duration: float) -> tuple[float, float]:
