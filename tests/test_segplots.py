@@ -41,3 +41,15 @@ def test_reference_lines_and_labels_on_every_row_and_peaks(tiny_checkpoint):
     recs = score_records(rows)
     assert all(r["references"] == len(ref.boundaries()) for r in recs)
     assert all(0 <= r["F1"] <= 1 for r in recs)
+
+
+def test_compare_records_one_row_per_latent_model(tiny_checkpoint):
+    from vrnn import VRNN, load_checkpoint, preset
+    from vrnn.segplots import compare_records
+
+    x, sr = load_audio(CLIP)
+    ref = read_textgrid(CLIP.with_suffix(".TextGrid"), duration=len(x) / sr)
+    rnn = VRNN(preset("tiny", "rnn-gauss"), 0.0, 0.1).eval()
+    recs = compare_records({"a": analyze(load_checkpoint(tiny_checkpoint), x, sr), "rnn": analyze(rnn, x, sr)}, ref)
+    assert recs[0]["checkpoint"] == "a" and "kl F1" in recs[0] and "delta R-value" in recs[0]
+    assert [r["checkpoint"] for r in recs[1:]] == [f"baseline: {b}" for b in ("flux", "energy", "uniform", "random")]

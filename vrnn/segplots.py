@@ -51,13 +51,18 @@ def _xaxis_of(fig: go.Figure, yaxis: str) -> str:
     return "x"
 
 
+MAX_LABELS = 60  # phone labels drawn at most; more are unreadable on a screen-wide figure and slow to draw
+
+
 def add_reference(fig: go.Figure, ref: Reference, time_range: tuple[float, float] | None = None,
-                  labels: bool = True) -> go.Figure:
+                  labels: bool = True, lines: bool = True, max_labels: int = MAX_LABELS) -> go.Figure:
     """Draw `ref`'s boundaries as vertical lines on every row of `fig` and its phone labels at the top of every
     row, at each phone's middle (silence unlabelled). Returns `fig`.
 
     Two traces per row (lines, labels), built from numpy arrays: plotly validates each trace once, so a
-    30 s clip with ~300 boundaries costs a few tens of ms."""
+    30 s clip with ~300 boundaries costs a few tens of ms. Labels are drawn only when at most `max_labels`
+    phones fall in `time_range` (zoom in to see them): SVG text is what costs the browser time (a 30 s clip's
+    ~1200 labels on four rows added seconds to the drawing in headless Chromium; the lines little)."""
     t_all = ref.boundaries()
     lo_t, hi_t = time_range or (0.0, ref.duration)
     t_all = t_all[(t_all >= lo_t) & (t_all <= hi_t)].astype(np.float32)
@@ -68,16 +73,27 @@ def add_reference(fig: go.Figure, ref: Reference, time_range: tuple[float, float
     x[2::3] = np.nan
     for yaxis, (lo, hi) in _row_axes(fig).items():
         xaxis = _xaxis_of(fig, yaxis)
-        if len(t_all):
+        if lines and len(t_all):
             y = np.tile(np.array([lo, hi, np.nan], np.float32), len(t_all))
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(color=REF_COLOR, width=1), hoverinfo="skip",
                                      showlegend=False, name="reference boundaries", xaxis=xaxis, yaxis=yaxis))
-        if labels and len(phones):
+        if labels and 0 < len(phones) <= max_labels:
             fig.add_trace(go.Scatter(x=mids, y=np.full(len(mids), hi, np.float32), mode="text", text=text,
                                      textposition="bottom center", textfont=dict(size=10, color="#166534"),
                                      hoverinfo="skip", showlegend=False, name="reference phones",
                                      xaxis=xaxis, yaxis=yaxis))
     return fig
+
+
+def reference_shapes(ref: Reference, rows: list[str], time_range: tuple[float, float] | None = None,
+                     color: str = REF_COLOR) -> dict[str, list[dict]]:
+    """The reference boundaries as plain plotly line shapes per row ({row: [shape, ...]}, x in s, y0/y1 0..1 of
+    the row's height): for a figure builder that takes shapes per row (no validation cost). Labels are not
+    shapes: add them with `add_reference(fig, ref, lines=False)`."""
+    lo_t, hi_t = time_range or (0.0, ref.duration)
+    ts = [float(t) for t in ref.boundaries() if lo_t <= t <= hi_t]
+    line = [dict(type="line", x0=t, x1=t, y0=0, y1=1, line=dict(color=color, width=1)) for t in ts]
+    return {r: line for r in rows}
 
 
 def add_peaks(fig: go.Figure, analysis, peaks: dict[str, np.ndarray]) -> go.Figure:
@@ -96,7 +112,7 @@ def add_peaks(fig: go.Figure, analysis, peaks: dict[str, np.ndarray]) -> go.Figu
                                  mode="markers", marker=dict(symbol="triangle-down", size=8, color=PEAK_COLORS[name]),
                                  name=f"{name} peaks", customdata=np.asarray(peaks[name], np.float32),
                                  hovertemplate="detected boundary at %{customdata:.4f} s<extra></extra>",
-                                 showlegend=False), row=i, col=1)
+                                 showlegend=False, xaxis="x" if i == 1 else f"x{i}", yaxis="y" if i == 1 else f"y{i}"))
     return fig
 
 
@@ -131,3 +147,23 @@ def score_records(rows: list[dict]) -> list[dict]:
                     "over-segmentation": round(a["over_segmentation"], 3), "p2p F1": round(p["f1"], 3),
                     "p2p R-value": round(p["r_value"], 3), "detections": a["n_est"], "references": a["n_ref"]})
     return out
+
+
+def compare_records(analyses: dict, ref: Reference, tolerance: float = TOLERANCE, top_n: bool = False) -> list[dict]:
+    """For the Compare page: one record per checkpoint (name -> Analysis; RNN models get none) with F1 and
+    R-value of its delta_t, KL_t and per-dimension KL change, then one per baseline (computed once)."""
+    out, baselines = [], None
+    for name, a in analyses.items():
+        if not a.has_latent:
+            continue
+        rows, _ = score_analysis(a, ref, tolerance, label=name, top_n=top_n)
+        rec = {"checkpoint": name}
+        for r in rows:
+            if r["source"] == name:
+                rec[f"{r['signal']} F1"] = round(r["all"]["f1"], 3)
+                rec[f"{r['signal']} R-value"] = round(r["all"]["r_value"], 3)
+        out.append(rec)
+        if baselines is None:
+            baselines = [{"checkpoint": f"baseline: {r['signal']}", "F1": round(r["all"]["f1"], 3),
+                          "R-value": round(r["all"]["r_value"], 3)} for r in rows if r["source"] == "baseline"]
+    return out + (baselines or [])
