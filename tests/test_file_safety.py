@@ -93,16 +93,20 @@ def test_corpus_refuses_a_non_corpus_folder_or_a_file_and_changes_nothing(tmp_pa
     assert tree_hash(tmp_path) == before
 
 
-def test_corpus_in_an_empty_folder_and_nested_new_folder(tmp_path):
+def test_corpus_in_an_empty_folder_a_link_to_one_and_a_nested_new_folder(tmp_path):
     src = recordings(tmp_path / "src")
-    empty = tmp_path / "empty"
+    empty, target = tmp_path / "empty", tmp_path / "target"
     empty.mkdir()
+    target.mkdir()
+    (tmp_path / "link").symlink_to(target)
     build_corpus(empty, src, progress=False)
+    assert build_corpus(tmp_path / "link", src, progress=False) == tmp_path / "link"
+    assert (tmp_path / "link").is_symlink()  # the corpus went into the folder it points at
     build_corpus(tmp_path / "a" / "b" / "c", src, progress=False)
-    for root in (empty, tmp_path / "a" / "b" / "c"):
+    for root in (empty, target, tmp_path / "a" / "b" / "c"):
         assert json.loads((root / "corpus.json").read_text())["n_files"] == 6
     # nothing but the corpora themselves: no lock, staging or replaced folder left behind
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "empty", "src"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "empty", "link", "src", "target"]
     assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["c"]
 
 

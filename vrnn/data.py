@@ -523,16 +523,17 @@ def build_corpus(out: str | os.PathLike, source: str | os.PathLike | None = None
 
     Raises CorpusError when the source holds no readable audio or cannot be obtained, the disk fills
     up (`out` is then left as it was), `out` overlaps `source` or is not ours, or another build
-    holds `out`; FolderBusyError is a RuntimeError as well.
+    holds `out` (the message names its pid).
     """
     from tqdm import tqdm
 
-    out = Path(out)
+    given = Path(out)
     if source is not None:
         root = Path(source)
         if not root.is_dir():
             raise CorpusError(f"{root} is not a folder of audio files.")
-        _check_source_and_out(root, out)
+        _check_source_and_out(root, given)
+    out = given.resolve() if given.is_symlink() else given  # a link to a folder: build in that folder
     existing = _existing_corpus(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = None
@@ -560,7 +561,7 @@ def build_corpus(out: str | os.PathLike, source: str | os.PathLike | None = None
                 same = (existing.get("fingerprint") == fingerprint and existing.get("version") == CORPUS_VERSION
                         and existing.get("layout", "folder") == layout)
                 if same and not force:
-                    return out
+                    return given
                 if not force:
                     was = existing.get("source", {}).get("name", "?") if isinstance(existing.get("source"), dict) else "?"
                     raise CorpusError(
@@ -584,7 +585,7 @@ def build_corpus(out: str | os.PathLike, source: str | os.PathLike | None = None
     finally:
         if staging is not None and (staging / _STAGING_MARK).is_file():
             shutil.rmtree(staging, ignore_errors=True)
-    return out
+    return given
 
 
 def _build_into(out: Path, root: Path, items: list[SourceFile], layout: str, fingerprint: str, description: dict,
