@@ -113,7 +113,7 @@ def main() -> int:
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     doc.write_text(head + START + "\n" + "\n".join(md) + "\n" + END + tail)
-    Path(doc.with_suffix(".json")).write_text(json.dumps(out, indent=1))
+    Path(doc.with_suffix(".json")).write_text(json.dumps(out, separators=(",", ":")) + "\n")
     print(f"Wrote {doc} and {doc.with_suffix('.json')}; best latent signal on valid: {src} {sig}")
     return 0
 
