@@ -49,6 +49,7 @@ TUNED = {
     "energy": PeakPicking(min_distance=0.03, prominence=0.05),
     "random": PeakPicking(min_distance=0.08, prominence=0.2),
 }
+PER_CLIP_FIELDS = ("hits", "n_ref", "n_est", "f1", "r_value")  # kept per clip (as all_* and p2p_*)
 MIN_DISTANCES = (0.02, 0.03, 0.04, 0.05, 0.06, 0.08)  # s
 PROMINENCES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)  # x the clip's signal range
 
@@ -131,7 +132,8 @@ def score_signal(clips: list[ClipSignals], source: str, name: str, picking: Peak
     for clip in clips:
         s = score_clip(clip.ref, detections(clip, source, name, picking, seed), tolerance)
         pooled = {k: pooled[k] + s[k] for k in pooled}
-        per_clip.append({"file": clip.file, **{f"{k}_{m}": v for k in s for m, v in s[k].to_dict().items()}})
+        per_clip.append({"file": clip.file, **{f"{k}_{m}": round(v, 4) for k in s for m, v in s[k].to_dict().items()
+                                               if m in PER_CLIP_FIELDS}})
     return pooled, per_clip
 
 
