@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import FRAME_SIZE, SAMPLE_RATE, AudioError, frame, frame_times
+from .audio import SAMPLE_RATE, AudioError, frame, frame_times
 from .distributions import gaussian_kl_per_dim
 from .fused import FusedVRNN, inference_threads
 from .model import VRNN
@@ -103,18 +103,19 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
     if sample_rate != SAMPLE_RATE:
         raise AudioError(f"analyze expects {SAMPLE_RATE} Hz audio, got {sample_rate} Hz; load it with load_audio.")
     waveform = np.asarray(waveform, dtype=np.float32).reshape(-1)
-    if waveform.shape[0] < FRAME_SIZE:
-        raise AudioError(f"The clip has {waveform.shape[0]} samples; at least one frame of {FRAME_SIZE} is needed.")
+    X = model.config.x_dim  # samples per frame: the model's own (200 = 12.5 ms for every bundled model)
+    if waveform.shape[0] < X:
+        raise AudioError(f"The clip has {waveform.shape[0]} samples; at least one frame of {X} is needed.")
     if not np.isfinite(waveform).all():
         raise AudioError("The clip contains NaN or infinite samples.")
-    frames = frame(waveform)  # [T, X]
+    frames = frame(waveform, X)  # [T, X]
     device = model.x_mean.device
     dtype = model.x_mean.dtype  # float32, or float64 for a model cast with .double()
     x = model.normalize(torch.from_numpy(np.ascontiguousarray(frames)).to(device, dtype))[None]  # [1, T, X]
     gen = torch.Generator(device=device).manual_seed(seed)
     net = FusedVRNN(model, threads=inference_threads(1, device)) if fast else model
     out = net(x, sample=sample, generator=gen)
-    times = frame_times(frames.shape[0])
+    times = frame_times(frames.shape[0], X)
     log_px = out.log_px[0].double().cpu().numpy()
     kw = dict(times=times, log_px=log_px, elbo=float(out.elbo[0]), waveform=frames.reshape(-1).copy(),
               sampled=sample)
@@ -143,7 +144,7 @@ def generate(model: VRNN, seconds: float = 3.0, seed: int = 0, n_samples: int = 
     """
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}.")
-    n_frames = max(1, int(round(seconds * SAMPLE_RATE / FRAME_SIZE)))
+    n_frames = max(1, int(round(seconds * SAMPLE_RATE / model.config.x_dim)))
     gen = torch.Generator(device=model.x_mean.device).manual_seed(seed)
     net = FusedVRNN(model, threads=inference_threads(n_samples, model.x_mean.device)) if fast else model
     x = net.sample(n_frames, batch_size=n_samples, generator=gen, output_noise=output_noise)  # [B, T, X]

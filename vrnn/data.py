@@ -49,13 +49,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import FRAME_SIZE, SAMPLE_RATE, WINDOW_SIZE, AudioError, load_audio
+from .audio import AUDIO_EXTENSIONS, FRAME_SIZE, SAMPLE_RATE, WINDOW_SIZE, AudioError, load_audio
 from .files import FolderBusyError, FolderLock, overlap
 
 SPLITS = ("train", "valid", "test")
 SPLIT_FRACTIONS = (0.90, 0.05, 0.05)
 TIMIT_VALID_FRACTION = 0.05  # of the TIMIT TRAIN speakers, held out as the valid split
-AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".sph", ".nist", ".g722"}
 LAYOUTS = ("auto", "folder", "timit", "ljspeech", "vctk")
 BLOCK_SECONDS = 30.0  # s of source audio decoded at a time when building a corpus
 ASTERISK_PACKAGE = "asterisk-core-sounds-en-g722"
@@ -809,11 +808,3 @@ class WindowBatches(torch.utils.data.Dataset):
             self._audio = np.memmap(self.path, dtype=np.int16, mode="r")
         offs = self.offsets[self.start_batch + i][self.rank::self.world_size]
         return torch.from_numpy(read_windows(self._audio, offs, self.window))  # [B_local, window]
-
-
-def copy_examples(corpus: Corpus, dest: Path, names: list[str]) -> None:
-    """Copy chosen test-split wav files into `dest` (for assets/examples)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    wav = {r["file"]: r.get("wav") or Path(r["file"]).with_suffix(".wav").as_posix() for r in corpus.manifest}
-    for name in names:
-        shutil.copy(corpus.root / "wav" / wav[name], dest / Path(wav[name]).name)
