@@ -96,16 +96,23 @@ def pick_peaks(times: np.ndarray, values: np.ndarray, picking: PeakPicking = Pea
 
 # -- signals --------------------------------------------------------------------------------------------------
 
+def frame_seconds(analysis) -> float:
+    """s per frame of an `Analysis`: the model's own frame (x_dim samples; 12.5 ms for the bundled models)."""
+    n = analysis.n_frames
+    return len(analysis.waveform) / analysis.sample_rate / n if n else FRAME_SECONDS
+
+
 def model_signals(analysis, kl_at: str = "start") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The latent signals of one `Analysis` (VRNN models; {} for RNN models): name -> (times [T] s, values [T]).
 
-    A frame t covers [t, t + 1) x 12.5 ms. delta_t and the per-dimension KL change compare frames t - 1 and
+    A frame t covers [t, t + 1) x 12.5 ms (the model's frame length; 12.5 ms for the bundled models). delta_t and the per-dimension KL change compare frames t - 1 and
     t: their time is t x 12.5 ms. KL_t belongs to frame t: `kl_at` "start" (t x 12.5 ms) or "centre".
     """
     if not analysis.has_latent:
         return {}
-    t = np.arange(analysis.n_frames) * FRAME_SECONDS  # frame starts, s
-    kl_t = t if kl_at == "start" else t + FRAME_SECONDS / 2
+    hop = frame_seconds(analysis)
+    t = np.arange(analysis.n_frames) * hop  # frame starts, s
+    kl_t = t if kl_at == "start" else t + hop / 2
     kd = analysis.kl_per_dim  # [T, Z] nats
     kl_dims = np.zeros(analysis.n_frames)
     kl_dims[1:] = np.sqrt(((kd[1:] - kd[:-1]) ** 2).sum(-1))

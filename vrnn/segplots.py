@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from .boundaries import TOLERANCE, PeakPicking
+from .boundaries import TOLERANCE, PeakPicking, frame_seconds
 from .segmentation import ClipSignals, baseline_signals, detections, evaluate_clips, picking_rule
 from .segments import Reference, is_silence
 
@@ -106,7 +106,7 @@ def add_peaks(fig: go.Figure, analysis, peaks: dict[str, np.ndarray]) -> go.Figu
             continue
         i = rows.index(name) + 1
         values = getattr(analysis, name)
-        idx = np.clip(np.round(np.asarray(peaks[name]) / 0.0125).astype(int), 0, len(values) - 1)
+        idx = np.clip(np.round(np.asarray(peaks[name]) / frame_seconds(analysis)).astype(int), 0, len(values) - 1)
         # the signal's value of frame t sits at that frame's centre in Figure 2
         fig.add_trace(go.Scatter(x=analysis.times[idx].astype(np.float32), y=np.asarray(values)[idx].astype(np.float32),
                                  mode="markers", marker=dict(symbol="triangle-down", size=8, color=PEAK_COLORS[name]),
