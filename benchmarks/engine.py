@@ -41,7 +41,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from reference import ReferenceVRNN, reference_analyze, reference_generate  # noqa: E402

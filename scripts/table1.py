@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from vrnn import load_checkpoint  # noqa: E402
-from vrnn.data import Corpus, split_chunks  # noqa: E402
-from vrnn.evaluate import score_sequences  # noqa: E402
+from vrnn import load_checkpoint
+from vrnn.data import Corpus, split_chunks
+from vrnn.evaluate import score_sequences
 
 ORDER = ["rnn-gauss", "rnn-gmm", "vrnn-i-gauss", "vrnn-gauss", "vrnn-gmm"]
 NAMES = {"rnn-gauss": "RNN-Gauss", "rnn-gmm": "RNN-GMM", "vrnn-i-gauss": "VRNN-I-Gauss",

@@ -59,6 +59,16 @@ def test_cli_end_to_end(tmp_path, audio_tree, clip_dir, capsys):
     assert main(["evaluate", str(ckpt), "--data", str(clip_dir), "--samples", "2", "--quiet"]) == 0
 
 
+def test_analyze_reads_a_wav_cut_short_and_warns_on_stderr(tiny_checkpoint, clip_dir, tmp_path, capsys):
+    data = (clip_dir / "clip0.wav").read_bytes()  # 2 s, 16-bit mono: 32000 samples
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[:44 + 2 * 20000])
+    assert main(["analyze", str(tiny_checkpoint), str(cut)]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: 'cut.wav' is cut short: its header declares 32000 samples (2.00 s) but the file holds 20000" in err
+    assert "cut.wav: 1.25 s, 100 frames" in out
+
+
 def test_cli_errors_are_sentences(tmp_path, capsys):
     (tmp_path / "bad.wav").write_text("not audio")
     assert main(["analyze", str(tmp_path / "none.safetensors"), str(tmp_path / "bad.wav")]) == 2

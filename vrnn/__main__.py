@@ -42,13 +42,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn(sentence: str) -> None:
+    """A warning for the person at the terminal (stderr), such as a WAV file cut short."""
+    print(f"warning: {sentence}", file=sys.stderr)
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis import analyze
     from .audio import load_audio
     from .checkpoint import load_checkpoint
 
     model = load_checkpoint(args.checkpoint)
-    waveform, sr = load_audio(args.clip)
+    waveform, sr = load_audio(args.clip, on_warning=_warn)
     t0 = time.perf_counter()
     a = analyze(model, waveform, sr, sample=args.sample, seed=args.seed)
     seconds = time.perf_counter() - t0
@@ -104,7 +109,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.data:
         files = list_audio(Path(args.data))
-        chunks = sequence_chunks([load_audio(p)[0] for p in files if p.suffix.lower() in AUDIO_EXTENSIONS])
+        chunks = sequence_chunks([load_audio(p, on_warning=_warn)[0] for p in files
+                                  if p.suffix.lower() in AUDIO_EXTENSIONS])
         source = args.data
     else:
         chunks = split_chunks(Corpus.open(args.corpus), args.split)
