@@ -2,6 +2,8 @@
 
     python scripts/table1.py --checkpoints assets/checkpoints --corpus data/allison --out docs/results.md
 
+(`vrnn` imported as an installed package: `pip install -e .` first.)
+
 Scores every checkpoint on the corpus's test split (0.5 s sequences, nats), with the paper's Blizzard and
 TIMIT numbers beside them, and states whether the paper's ordering holds. Nothing here is typed by hand.
 """
