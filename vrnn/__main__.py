@@ -13,7 +13,7 @@ from pathlib import Path
 def _cmd_corpus(args: argparse.Namespace) -> int:
     from .data import Corpus, build_corpus
 
-    root = build_corpus(args.out, args.source, progress=not args.quiet, layout=args.layout)
+    root = build_corpus(args.out, args.source, progress=not args.quiet, layout=args.layout, force=args.force)
     c = Corpus.open(root)
     s = c.meta["splits"]
     print(f"Corpus {root}: {c.meta['n_files']} files from {c.meta['source']['name']}; "
@@ -21,6 +21,11 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
           + f"; normalisation mean {c.normalization[0]:.3g}, std {c.normalization[1]:.3g}.")
     if c.meta["skipped"]:
         print(f"Skipped {len(c.meta['skipped'])} unreadable files, e.g. {c.meta['skipped'][0]}")
+    renamed = c.meta.get("renamed", [])
+    if renamed:
+        print(f"{len(renamed)} files would have shared a wav/ copy's name with another, so their copies keep their "
+              f"own extension, e.g. {renamed[0]['file']} -> wav/{renamed[0]['wav']} (all are listed in corpus.json). "
+              "If two are one recording in two formats, remove one from the source: both are in the corpus.")
     return 0
 
 
@@ -36,7 +41,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     summary = train(args.data, args.out, preset(args.preset, args.family), cfg, resume=args.resume,
-                    device=args.device, progress=not args.quiet)
+                    device=args.device, progress=not args.quiet, force=args.force)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary))
     return 0
@@ -146,9 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("corpus", help="build a corpus folder (16 kHz wav, int16 splits, manifest)", formatter_class=fmt)
     c.add_argument("--from", dest="source", default=None,
                    help="folder tree of audio files; default: Debian's asterisk-core-sounds-en-g722 (CC-BY-SA-3.0)")
-    c.add_argument("--out", required=True, help="corpus folder to write")
+    c.add_argument("--out", required=True,
+                   help="corpus folder to write: new, empty, or a corpus built from the same files (then reused); "
+                        "never the --from folder, inside it, or around it")
     c.add_argument("--layout", choices=LAYOUTS, default="auto",
                    help="source layout: auto recognises TIMIT, LJSpeech and VCTK trees, else a plain folder")
+    c.add_argument("--force", action="store_true",
+                   help="replace a corpus in --out that was built from other files (or rebuild the same one); the "
+                        "new corpus replaces it only when complete. Never touches a folder that is not a corpus")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_cmd_corpus)
 
@@ -156,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="corpus folder from 'python -m vrnn corpus'")
     t.add_argument("--preset", choices=PRESETS, default="cpu", help="model size")
     t.add_argument("--family", choices=FAMILIES, default="vrnn-gauss", help="model family (Table 1 row)")
-    t.add_argument("--out", required=True, help="run folder (best/last checkpoints, metrics.jsonl)")
+    t.add_argument("--out", required=True,
+                   help="run folder (best/last checkpoints, metrics.jsonl): new or empty, or a run to --resume; "
+                        "locked while training")
     t.add_argument("--steps", type=int, default=2000, help="optimiser updates in total")
     t.add_argument("--batch-size", type=int, default=64, help="0.5 s windows per update (global)")
     t.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
@@ -169,7 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
     t.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when present)")
-    t.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.safetensors")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from RUN_DIR/last.safetensors (refused on a corpus other than the run's, "
+                        "unless --force)")
+    t.add_argument("--force", action="store_true",
+                   help="without --resume: start over in a RUN_DIR that holds a run (its files are moved into "
+                        "RUN_DIR/replaced-DATE-TIME/, nothing is deleted), or train into a non-empty folder "
+                        "holding no run (nothing there is touched); with --resume: continue on another corpus")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
 

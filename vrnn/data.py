@@ -2,11 +2,18 @@
 
 A corpus folder holds:
     corpus.json        what it was built from (source, layout, licence), split sizes, normalisation statistics
-    manifest.jsonl     one line per file: {"file", "split", "offset", "length"} (offset/length in
+    manifest.jsonl     one line per file: {"file", "wav", "split", "offset", "length"} ("file": the
+                       source's relative path, "wav": its copy's path under wav/; offset/length in
                        samples into that split's array), plus what the layout knows: "speaker",
                        "text", and for TIMIT "phones" ([[start, end, phone], ...] in 16 kHz samples)
     {train,valid,test}.int16   each split's audio concatenated, raw 16-bit PCM at 16 kHz (memory-mapped)
-    wav/...            each file as 16 kHz PCM WAV (for listening and for `--data` elsewhere)
+    wav/...            each file as 16 kHz PCM WAV (for listening and for `--data` elsewhere): the
+                       source's relative path with .wav for its extension; names two sources would
+                       share are kept apart (`wav_names`)
+
+The source is only ever read: the corpus is built in a staging folder beside the corpus folder and
+renamed into place when complete, and the corpus folder may not be, contain or lie inside the
+source (`build_corpus`).
 
 `build_corpus` reads any folder tree of audio and recognises four layouts (`detect_layout`):
 
@@ -43,6 +50,7 @@ import numpy as np
 import torch
 
 from .audio import FRAME_SIZE, SAMPLE_RATE, WINDOW_SIZE, AudioError, load_audio
+from .files import FolderBusyError, FolderLock, overlap
 
 SPLITS = ("train", "valid", "test")
 SPLIT_FRACTIONS = (0.90, 0.05, 0.05)
@@ -358,55 +366,234 @@ def _fingerprint(root: Path, files: list[Path]) -> str:
     return h.hexdigest()
 
 
+# What a corpus build writes into its folder (besides *.partial files while it runs).
+CORPUS_ENTRIES = frozenset({"corpus.json", "manifest.jsonl", "wav", "_cache", *(f"{s}.int16" for s in SPLITS)})
+_STAGING_MARK = ".vrnn-corpus-staging"  # inside a staging folder, so only ours are ever removed
+
+
+def _check_source_and_out(root: Path, out: Path) -> None:
+    """Refuse an --out that is, contains or sits inside the --from folder (symlinks resolved)."""
+    how = overlap(root, out)
+    if how is None:
+        return
+    where = {"same": "is the --from folder itself",
+             "inside": "is inside the --from folder",
+             "contains": "contains the --from folder"}[how]
+    raise CorpusError(f"--out {out} {where} ({root}); the corpus's wav/ copies would be written among "
+                      f"your recordings (and read back as sources next time). Choose an --out outside "
+                      f"{root}, e.g. {root.resolve().parent / (root.resolve().name + '-corpus')}.")
+
+
+def _read_corpus_meta(out: Path) -> dict | None:
+    """corpus.json of a corpus folder of ours, or None when there is none or it is not ours."""
+    try:
+        meta = json.loads((out / "corpus.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and "fingerprint" in meta and "version" in meta else None
+
+
+def _existing_corpus(out: Path) -> dict | None:
+    """What `out` holds: None when it does not exist or is an empty folder, corpus.json's contents
+    when it is a corpus of ours; raises CorpusError for anything else (a file, a folder of other
+    files), since building there could overwrite files that are not ours."""
+    if not out.exists() and not out.is_symlink():
+        return None
+    if not out.is_dir():
+        raise CorpusError(f"--out {out} exists and is not a folder; choose a new folder for the corpus.")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return None
+    meta = _read_corpus_meta(out)
+    if meta is None:
+        raise CorpusError(f"--out {out} is not empty and is not a corpus folder (no corpus.json of ours; it holds "
+                          f"{len(entries)} entries, e.g. {', '.join(entries[:3])}). Building there could overwrite "
+                          "those files; choose a new or empty folder.")
+    return meta
+
+
+def _foreign_entries(out: Path) -> list[str]:
+    """Entries of corpus folder `out` that a build did not write: files added by hand, which a forced
+    rebuild would lose. wav/ files count as ours when the manifest lists them."""
+    foreign = [p.name for p in out.iterdir() if p.name not in CORPUS_ENTRIES and not p.name.endswith(".partial")]
+    wav = out / "wav"
+    if wav.is_dir():
+        try:
+            rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines() if line]
+            listed = {r.get("wav") or Path(r["file"]).with_suffix(".wav").as_posix() for r in rows}
+        except (OSError, ValueError, KeyError, TypeError):
+            listed = set()
+        for p in wav.rglob("*"):
+            if p.is_file() and p.relative_to(wav).as_posix() not in listed:
+                foreign.append(p.relative_to(out).as_posix())
+    return sorted(foreign)
+
+
+def wav_names(names: list[str]) -> dict[str, str]:
+    """Each source file's copy under wav/, as a path relative to wav/: its relative path with the
+    extension replaced by .wav, e.g. "a/b.flac" -> "a/b.wav".
+
+    When two sources would get the same copy ("a.wav" and "a.flac"; also "a.wav" and "A.wav", which
+    are one file on case-insensitive disks) nothing is overwritten: a source already named .wav keeps
+    its name, the others keep their own extension before .wav ("a.flac" -> "a.flac.wav"), and a
+    number is added if that is taken too ("a.flac-2.wav"). The manifest's "wav" field records
+    every copy's name.
+    """
+    taken: set[str] = set()
+    result: dict[str, str] = {}
+    # first pass: sources already named *.wav keep their path
+    for n in sorted(names):
+        if Path(n).suffix == ".wav" and n.casefold() not in taken:
+            result[n] = n
+            taken.add(n.casefold())
+    for n in sorted(names):
+        if n in result:
+            continue
+        plain = Path(n).with_suffix(".wav").as_posix()
+        candidates = [plain, n + ".wav"] + [f"{n}-{k}.wav" for k in range(2, len(names) + 3)]
+        result[n] = next(c for c in candidates if c.casefold() not in taken)
+        taken.add(result[n].casefold())
+    return result
+
+
+def _stage_folder(out: Path) -> Path:
+    """A new, empty staging folder beside `out` (same file system, so the finished corpus is renamed
+    into place); a stale one, left by a killed build (we hold the lock), is removed first."""
+    staging = out.parent / f".{out.name}.building"
+    if staging.exists():
+        if not (staging / _STAGING_MARK).is_file():
+            raise CorpusError(f"{staging} exists and was not made by a corpus build; move it away first.")
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    (staging / _STAGING_MARK).write_text("a corpus build in progress; removed when it finishes\n")
+    return staging
+
+
+def _swap_into_place(staging: Path, out: Path, cache: Path | None) -> None:
+    """Move the finished corpus from `staging` to `out`: a rename when `out` is missing or empty; a
+    rename of the old corpus aside, a rename of the new one in and removal of the old one when
+    `out` is a corpus being rebuilt (--force). The asterisk download cache moves to the new corpus."""
+    (staging / _STAGING_MARK).unlink()
+    if cache is not None and cache.is_dir() and cache.parent == out and not (staging / "_cache").exists():
+        os.replace(cache, staging / "_cache")
+    if out.is_dir() and any(out.iterdir()):
+        old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    try:
+        os.replace(staging, out)  # replaces an empty folder too
+    except OSError:  # e.g. `out` is an empty mount point: move the contents in one by one
+        for p in staging.iterdir():
+            shutil.move(str(p), str(out / p.name))
+        staging.rmdir()
+
+
 def build_corpus(out: str | os.PathLike, source: str | os.PathLike | None = None, progress: bool = True,
-                 layout: str = "auto") -> Path:
+                 layout: str = "auto", force: bool = False) -> Path:
     """Build (or reuse) a corpus folder from the Debian speech package or from any folder of audio.
 
     Args:
-        out: corpus folder to write.
+        out: corpus folder to write: a new or empty folder, or a corpus folder of ours.
         source: folder tree of audio files (wav/flac/ogg/mp3/NIST SPHERE/g722, any rate and channels),
             in any of the layouts of the module docstring; None for the Allison Smith English prompts
             (asterisk-core-sounds-en-g722, CC-BY-SA-3.0), without the `silence/` folder.
         progress: show a tqdm progress bar (files, and minutes of audio so far).
         layout: one of LAYOUTS; "auto" recognises TIMIT, LJSpeech and VCTK trees (`detect_layout`).
+        force: rebuild `out` even when it holds a corpus of other files (or of the same ones).
 
     Returns the corpus folder. Idempotent: if `out` already holds a corpus built from the same files
-    (same relative paths and sizes) with the same layout, nothing is redone. Memory stays bounded
-    (tens of MB over the interpreter, whatever the corpus and file sizes): files are decoded one at
-    a time, in blocks (`read_blocks`), and appended to each split's int16 array on disk. Unreadable
-    files are skipped and listed in corpus.json ("skipped").
+    (same relative paths and sizes) with the same layout, nothing is redone. A corpus of other files
+    is refused unless `force`, since runs trained on it record its fingerprint and a large one takes
+    hours to rebuild; with `force` the new corpus is built beside it and replaces it only once
+    complete, and only when the folder holds nothing but what a build writes (files added by hand
+    are listed and refused).
 
-    Raises CorpusError when the source holds no readable audio, cannot be obtained, or the disk
-    fills up (the half-built corpus then has no corpus.json, so it is never mistaken for a good one).
+    File safety: the source is only read. `out` must not be, contain or lie inside `source`
+    (symlinks resolved), and must be missing, empty or a corpus of ours. The corpus is written into
+    a staging folder beside `out` (`.NAME.building`) and renamed into place when complete, under a
+    lock (`.NAME.lock`) so two builds cannot share a folder; a killed build leaves `out` as it was.
+    Sources whose wav/ copies would share a name are all kept (`wav_names`); corpus.json lists them
+    under "renamed".
+
+    Memory stays bounded (tens of MB over the interpreter, whatever the corpus and file sizes): files
+    are decoded one at a time, in blocks (`read_blocks`), and appended to each split's int16 array on
+    disk. Unreadable files are skipped and listed in corpus.json ("skipped").
+
+    Raises CorpusError when the source holds no readable audio or cannot be obtained, the disk fills
+    up (`out` is then left as it was), `out` overlaps `source` or is not ours, or another build
+    holds `out` (the message names its pid).
     """
     from tqdm import tqdm
 
-    out = Path(out)
-    if source is None:
-        root = find_asterisk_sounds(out / "_cache")
-        layout, items = scan_source(root, "folder", exclude_dirs=("silence",))
-        description = {"name": "asterisk-core-sounds-en-g722 (en_US_f_Allison)", "licence": ASTERISK_LICENCE}
-    else:
+    given = Path(out)
+    if source is not None:
         root = Path(source)
         if not root.is_dir():
             raise CorpusError(f"{root} is not a folder of audio files.")
-        layout, items = scan_source(root, layout)
-        description = {"name": str(root.resolve()), "licence": "as given by the source"}
-    if not items:
-        raise CorpusError(f"No audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) found under {root}"
-                          + (f" in the {layout} layout." if layout != "folder" else "."))
-    _resolve_splits(items)
-    fingerprint = _fingerprint(root, [f.path for f in items])
-    meta_path = out / "corpus.json"
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if (meta.get("fingerprint") == fingerprint and meta.get("version") == CORPUS_VERSION
-                and meta.get("layout", "folder") == layout):
-            return out
-        meta_path.unlink()  # the folder is not a valid corpus until this build completes
-    out.mkdir(parents=True, exist_ok=True)
+        _check_source_and_out(root, given)
+    out = given.resolve() if given.is_symlink() else given  # a link to a folder: build in that folder
+    existing = _existing_corpus(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = None
     try:
-        rows, skipped, offsets, total, total_sq = _write_splits(out, items, progress, tqdm)
+        with FolderLock(out.parent / f".{out.name}.lock", f"A corpus build into {out}"):
+            existing = _existing_corpus(out)  # again, now that no other build can be writing it
+            cache = None
+            if source is None:
+                cache = out / "_cache"
+                if existing is None or not cache.is_dir():
+                    staging = _stage_folder(out)
+                    cache = staging / "_cache"
+                root = find_asterisk_sounds(cache)
+                layout, items = scan_source(root, "folder", exclude_dirs=("silence",))
+                description = {"name": "asterisk-core-sounds-en-g722 (en_US_f_Allison)", "licence": ASTERISK_LICENCE}
+            else:
+                layout, items = scan_source(root, layout)
+                description = {"name": str(root.resolve()), "licence": "as given by the source"}
+            if not items:
+                raise CorpusError(f"No audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) found under {root}"
+                                  + (f" in the {layout} layout." if layout != "folder" else "."))
+            _resolve_splits(items)
+            fingerprint = _fingerprint(root, [f.path for f in items])
+            if existing is not None:
+                same = (existing.get("fingerprint") == fingerprint and existing.get("version") == CORPUS_VERSION
+                        and existing.get("layout", "folder") == layout)
+                if same and not force:
+                    return given
+                if not force:
+                    was = existing.get("source", {}).get("name", "?") if isinstance(existing.get("source"), dict) else "?"
+                    raise CorpusError(
+                        f"--out {out} already holds a corpus of other files ({existing.get('n_files', '?')} files "
+                        f"from {was}, layout {existing.get('layout', '?')}); this build is {len(items)} files from "
+                        f"{description['name']}, layout {layout}. Choose a new --out, or add --force to replace it "
+                        "(the new corpus is built beside it and replaces it only when complete; runs trained on "
+                        "the old one will then refuse to --resume on it).")
+                foreign = _foreign_entries(out)
+                if foreign:
+                    raise CorpusError(f"--force: {out} holds files a corpus build did not write "
+                                      f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); replacing "
+                                      "the corpus would delete them. Move them elsewhere first.")
+            if staging is None:
+                staging = _stage_folder(out)
+            _build_into(staging, root, items, layout, fingerprint, description, progress, tqdm)
+            _swap_into_place(staging, out, cache)
+            staging = None
+    except FolderBusyError as e:
+        raise CorpusError(str(e)) from None
+    finally:
+        if staging is not None and (staging / _STAGING_MARK).is_file():
+            shutil.rmtree(staging, ignore_errors=True)
+    return given
+
+
+def _build_into(out: Path, root: Path, items: list[SourceFile], layout: str, fingerprint: str, description: dict,
+                progress: bool, tqdm) -> None:
+    """Write a whole corpus into the (staging) folder `out`."""
+    wavs = wav_names([f.name for f in items])
+    try:
+        rows, skipped, offsets, total, total_sq = _write_splits(out, items, wavs, progress, tqdm)
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise CorpusError(f"The disk is full: could not finish the corpus in {out}. Free some space "
@@ -425,19 +612,20 @@ def build_corpus(out: str | os.PathLike, source: str | os.PathLike | None = None
     for s in SPLITS:
         os.replace(out / f"{s}.int16.partial", out / f"{s}.int16")
     os.replace(out / "manifest.jsonl.partial", out / "manifest.jsonl")
+    renamed = [{"file": r["file"], "wav": r["wav"]} for r in rows
+               if r["wav"] != Path(r["file"]).with_suffix(".wav").as_posix()]
     meta = {
         "version": CORPUS_VERSION, "source": description, "layout": layout, "fingerprint": fingerprint,
-        "sample_rate": SAMPLE_RATE, "n_files": len(rows), "skipped": skipped,
+        "sample_rate": SAMPLE_RATE, "n_files": len(rows), "skipped": skipped, "renamed": renamed,
         "splits": {s: {"files": sum(r["split"] == s for r in rows), "samples": offsets[s],
                        "seconds": offsets[s] / SAMPLE_RATE} for s in SPLITS},
         "normalization": {"mean": mean, "std": std},
     }
     (out / "corpus.json.partial").write_text(json.dumps(meta, indent=2))
-    os.replace(out / "corpus.json.partial", meta_path)  # written last: its presence marks a complete corpus
-    return out
+    os.replace(out / "corpus.json.partial", out / "corpus.json")  # written last: its presence marks a complete corpus
 
 
-def _write_splits(out: Path, items: list[SourceFile], progress: bool, tqdm):
+def _write_splits(out: Path, items: list[SourceFile], wavs: dict[str, str], progress: bool, tqdm):
     """Decode every file block by block into {split}.int16.partial and wav/; returns the manifest rows,
     the skipped files, the split sizes and float64 sums of x and x^2 over the train split."""
     import soundfile as sf
@@ -450,7 +638,7 @@ def _write_splits(out: Path, items: list[SourceFile], progress: bool, tqdm):
     try:
         for item in bar:
             split, dest = item.split, tmp[item.split]
-            wav_path = out / "wav" / Path(item.name).with_suffix(".wav")
+            wav_path = out / "wav" / wavs[item.name]
             n, s1, s2, wav = 0, 0.0, 0.0, None
             try:
                 rate, blocks = read_blocks(item.path)
@@ -480,7 +668,8 @@ def _write_splits(out: Path, items: list[SourceFile], progress: bool, tqdm):
             finally:
                 if wav is not None:
                     wav.close()
-            row = {"file": item.name, "split": split, "offset": offsets[split], "length": n, **item.info}
+            row = {"file": item.name, "wav": wavs[item.name], "split": split, "offset": offsets[split],
+                   "length": n, **item.info}
             phn = _sibling(item.path, ".PHN")
             if phn is not None:
                 scale = SAMPLE_RATE / rate
@@ -625,5 +814,6 @@ class WindowBatches(torch.utils.data.Dataset):
 def copy_examples(corpus: Corpus, dest: Path, names: list[str]) -> None:
     """Copy chosen test-split wav files into `dest` (for assets/examples)."""
     dest.mkdir(parents=True, exist_ok=True)
+    wav = {r["file"]: r.get("wav") or Path(r["file"]).with_suffix(".wav").as_posix() for r in corpus.manifest}
     for name in names:
-        shutil.copy(corpus.root / "wav" / Path(name).with_suffix(".wav"), dest / Path(name).with_suffix(".wav").name)
+        shutil.copy(corpus.root / "wav" / wav[name], dest / Path(wav[name]).name)

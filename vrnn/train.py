@@ -31,6 +31,7 @@ from .checkpoint import read_checkpoint, remove_stale_temporaries, restore_optim
 from .config import ModelConfig, TrainConfig
 from .data import Corpus, CorpusError, WindowBatches, chunk_starts, ignore_signals_in_worker, read_windows
 from .model import VRNN
+from .runfolder import claim_run_folder
 
 CHECKPOINT_MINUTES = 5.0  # default: last.safetensors is at most this old (wall-clock minutes) while training
 METRICS_EVERY = 10  # steps between training rows in metrics.jsonl (plus every skipped step)
@@ -102,7 +103,7 @@ def _validate(model: VRNN, audio: np.ndarray, starts: np.ndarray, window: int, s
 
 def train(data: str | os.PathLike, out: str | os.PathLike, model_config: ModelConfig, cfg: TrainConfig,
           resume: bool = False, device: str | None = None, progress: bool = True, log=print,
-          checkpoint_every: int | None = None, checkpoint_minutes: float | None = None) -> dict:
+          checkpoint_every: int | None = None, checkpoint_minutes: float | None = None, force: bool = False) -> dict:
     """Train a model on a corpus folder (see `vrnn.data`).
 
     Args:
@@ -115,6 +116,9 @@ def train(data: str | os.PathLike, out: str | os.PathLike, model_config: ModelCo
         resume: continue from out/last.safetensors (model, Adam moments, step, epoch and batch within
             it); rows of metrics.jsonl past that step (logged after the checkpoint by a run that was
             killed) are dropped first.
+        force: without `resume`, start over in a folder that holds a run (its files are moved into
+            out/replaced-DATE-TIME/) or write into a non-empty folder that holds none; with `resume`,
+            continue on a corpus other than the run's. See `vrnn.runfolder`: without it, both refuse.
         device: "cpu", "cuda", ...; default CUDA when present (cuda:LOCAL_RANK under torchrun).
         checkpoint_every: also refresh last.safetensors every this many steps (0: only by time and at
             epoch ends). Default: `cfg.checkpoint_every` if TrainConfig has it, else 0.
@@ -130,9 +134,18 @@ def train(data: str | os.PathLike, out: str | os.PathLike, model_config: ModelCo
     Returns a summary dict (steps, epochs, wall time, best validation ELBO per sequence, skipped
     steps, the signal that stopped it or None).
     Raises TrainingError on a long streak of non-finite losses (naming the step), or when ranks
-    disagree about the run folder; CorpusError for bad data; CheckpointError when a checkpoint
+    disagree about the run folder; RunFolderError (before any work) when `out` holds a run and
+    neither `resume` nor `force` is given, holds other files, is locked by another training, or
+    `resume` meets another corpus; CorpusError for bad data; CheckpointError when a checkpoint
     cannot be written (disk full), leaving the previous one intact.
     """
+    with claim_run_folder(out, data, resume=resume, force=force, is_main=_dist_info()[0] == 0, log=log):
+        return _train(data, out, model_config, cfg, resume, device, progress, log, checkpoint_every, checkpoint_minutes)
+
+
+def _train(data, out, model_config: ModelConfig, cfg: TrainConfig, resume: bool, device: str | None, progress: bool,
+           log, checkpoint_every: int | None, checkpoint_minutes: float | None) -> dict:
+    """`train`'s body, run while this process holds the run folder."""
     if checkpoint_every is None:
         checkpoint_every = int(getattr(cfg, "checkpoint_every", 0) or 0)
     if checkpoint_minutes is None:
@@ -181,6 +194,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, model_config: ModelCo
             _truncate_metrics(metrics_path, state["step"])
             log(f"Resuming {last_path} at step {state['step']} (epoch {state['epoch']}, batch {state['batch_in_epoch']}).")
     elif resume and is_main:
+        _truncate_metrics(metrics_path, 0)  # rows of a run killed before its first checkpoint
         log(f"--resume: no {last_path} yet, starting a new run.")
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
