@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 
@@ -47,18 +48,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn(sentence: str) -> None:
-    """A warning for the person at the terminal (stderr), such as a WAV file cut short."""
-    print(f"warning: {sentence}", file=sys.stderr)
-
-
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis import analyze
     from .audio import load_audio
     from .checkpoint import load_checkpoint
 
     model = load_checkpoint(args.checkpoint)
-    waveform, sr = load_audio(args.clip, on_warning=_warn)
+    waveform, sr = load_audio(args.clip)
     t0 = time.perf_counter()
     a = analyze(model, waveform, sr, sample=args.sample, seed=args.seed)
     seconds = time.perf_counter() - t0
@@ -114,8 +110,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.data:
         files = list_audio(Path(args.data))
-        chunks = sequence_chunks([load_audio(p, on_warning=_warn)[0] for p in files
-                                  if p.suffix.lower() in AUDIO_EXTENSIONS])
+        chunks = sequence_chunks([load_audio(p)[0] for p in files if p.suffix.lower() in AUDIO_EXTENSIONS])
         source = args.data
     else:
         chunks = split_chunks(Corpus.open(args.corpus), args.split)
@@ -224,9 +219,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .audio import AudioWarning
+
     args = build_parser().parse_args(argv)
+    show = warnings.showwarning
+
+    def show_audio_warning(message, category, *rest, **kw):  # a WAV cut short, for example: one line on stderr
+        if issubclass(category, AudioWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kw)
+
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", AudioWarning)  # every file's, not only the first
+            warnings.showwarning = show_audio_warning
+            return args.func(args)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

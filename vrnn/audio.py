@@ -65,7 +65,8 @@ def resample(waveform: np.ndarray, sample_rate: float) -> np.ndarray:
 
 def _wav_declared_frames(data: bytes) -> int | None:
     """Frames (samples per channel) the data chunk of a RIFF/WAVE header declares; None for other formats,
-    RF64, or a streamed WAV whose header leaves the length open (0 or 0xFFFFFFFF bytes)."""
+    RF64, or a streamed WAV whose header leaves the length open (0 or 0xFFFFFFFF bytes). `data` is the file
+    or its beginning (the header)."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
     pos, block_align = 12, 0
@@ -77,6 +78,22 @@ def _wav_declared_frames(data: bytes) -> int | None:
             return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
         pos += 8 + size + (size & 1)  # chunks are padded to an even length
     return None
+
+
+def check_wav_length(header: bytes, held: int, rate: int, what: str,
+                     on_warning: Callable[[str], None] | None = None) -> None:
+    """Warn when a WAV file's header (`header`: the file or its first bytes) declares more samples than
+    the `held` that were read from it at `rate` Hz; the sentence names both numbers and the file (`what`).
+    Reported through `on_warning`, or `warnings.warn(sentence, AudioWarning)` by default."""
+    declared = _wav_declared_frames(header)
+    if declared is None or declared <= held:
+        return
+    message = (f"{what} is cut short: its header declares {declared} samples ({declared / rate:.2f} s) but "
+               f"the file holds {held} ({held / rate:.2f} s); reading the {held} there are.")
+    if on_warning is None:
+        warnings.warn(message, AudioWarning, stacklevel=3)
+    else:
+        on_warning(message)
 
 
 def _describe(source: AudioSource) -> str:
@@ -145,14 +162,7 @@ def load_audio(source: AudioSource, max_seconds: float | None = None,
         ) from None
     if x.shape[0] == 0:
         raise AudioError(f"{what} contains no audio samples (the file may be truncated).")
-    declared = _wav_declared_frames(data)
-    if declared is not None and declared > x.shape[0]:
-        message = (f"{what} is cut short: its header declares {declared} samples ({declared / rate:.2f} s) but "
-                   f"the file holds {x.shape[0]} ({x.shape[0] / rate:.2f} s); reading the {x.shape[0]} there are.")
-        if on_warning is None:
-            warnings.warn(message, AudioWarning, stacklevel=2)
-        else:
-            on_warning(message)
+    check_wav_length(data, x.shape[0], rate, what, on_warning)
     if not np.isfinite(x).all():
         raise AudioError(f"{what} contains NaN or infinite sample values, so it cannot be analysed.")
     x = resample(x.mean(axis=1, dtype=np.float32), rate)  # [N] downmix to mono, then 16 kHz
