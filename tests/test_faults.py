@@ -108,8 +108,9 @@ CHILD = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
             return real_getitem(self, i)
         T.WindowBatches.__getitem__ = getitem
-    cfg = TrainConfig(steps=30, batch_size=8, lr=3e-3, seed=0, snapshot_every=0)
-    T.train(data, out, preset("tiny"), cfg, resume=True, progress=False, checkpoint_every=7, checkpoint_minutes=60)
+    cfg = TrainConfig(steps=30, batch_size=8, lr=3e-3, seed=0, snapshot_every=0, checkpoint_every=7,
+                      checkpoint_minutes=60)
+    T.train(data, out, preset("tiny"), cfg, resume=True, progress=False)
 """)
 
 

@@ -31,12 +31,12 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from .config import TrainConfig, preset
     from .train import train
 
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      snapshot_every=args.snapshot_every, num_workers=args.workers,
-                      checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes)
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     if args.threads:
         import torch
 
@@ -59,7 +59,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     a = analyze(model, waveform, sr, sample=args.sample, seed=args.seed)
     seconds = time.perf_counter() - t0
     cols = a.table()
-    print(f"{Path(args.clip).name}: {len(waveform) / sr:.2f} s, {a.n_frames} frames of 12.5 ms, "
+    print(f"{Path(args.clip).name}: {len(waveform) / sr:.2f} s, {a.n_frames} frames of "
+          f"{1000 * model.config.x_dim / sr:g} ms, "
           f"{model.config.family} ({Path(args.checkpoint).name}), analysed in {seconds:.2f} s")
     print(f"ELBO along the {'sampled' if args.sample else 'posterior-mean'} path: {a.elbo:.1f} nats "
           f"({a.elbo / a.n_frames:.2f} nats/frame)")
@@ -103,9 +104,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .audio import load_audio
+    from .audio import AUDIO_EXTENSIONS, load_audio
     from .checkpoint import load_checkpoint
-    from .data import AUDIO_EXTENSIONS, Corpus, list_audio, sequence_chunks, split_chunks
+    from .data import Corpus, list_audio, sequence_chunks, split_chunks
     from .evaluate import score_sequences
 
     if args.data:
@@ -134,8 +135,43 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option_type(f):
+    """argparse type of a TrainConfig field: its Python type, then its range (`config.check_option`), so a
+    bad value is refused with the field's own message."""
+    from .config import check_option
+
+    base = {"int": int, "float": float}[f.type if isinstance(f.type, str) else f.type.__name__]
+
+    def parse(text: str):
+        try:
+            value = base(text)
+            check_option(f, value)
+        except ValueError as e:
+            message = str(e) if "must be" in str(e) else f"not a valid {base.__name__}: {text!r}"
+            raise argparse.ArgumentTypeError(message) from None
+        return value
+
+    parse.__name__ = base.__name__  # for argparse's "invalid int value" wording
+    return parse
+
+
+def add_options(parser: argparse.ArgumentParser, config_class) -> None:
+    """One flag per field of `config_class` (a dataclass of `config.option` fields): --name-with-dashes (or
+    the field's `flag`), its default, help text and range from the field, so each lives in one place."""
+    from dataclasses import MISSING, fields
+
+    for f in fields(config_class):
+        m = f.metadata
+        rng = ""
+        if m.get("low") is not None:
+            rng = f"; {'>' if m.get('low_open') else '>='} {m['low']:g}"
+        flag = m.get("flag") or "--" + f.name.replace("_", "-")
+        parser.add_argument(flag, dest=f.name, type=_option_type(f), metavar=flag[2:].replace("-", "_").upper(),
+                            default=f.default if f.default is not MISSING else None, help=m["help"] + rng)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .config import FAMILIES, PRESETS
+    from .config import FAMILIES, PRESETS, TrainConfig
     from .data import LAYOUTS
 
     p = argparse.ArgumentParser(prog="python -m vrnn", description=__doc__,
@@ -164,16 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True,
                    help="run folder (best/last checkpoints, metrics.jsonl): new or empty, or a run to --resume; "
                         "locked while training")
-    t.add_argument("--steps", type=int, default=2000, help="optimiser updates in total")
-    t.add_argument("--batch-size", type=int, default=64, help="0.5 s windows per update (global)")
-    t.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
-    t.add_argument("--seed", type=int, default=0, help="seed for weights, windows and noise")
-    t.add_argument("--snapshot-every", type=int, default=500, help="keep a snapshot every N steps (0: none)")
-    t.add_argument("--checkpoint-every", type=int, default=0,
-                   help="also refresh RUN_DIR/last.safetensors every N steps (0: only by time and at epoch ends)")
-    t.add_argument("--checkpoint-minutes", type=float, default=5.0,
-                   help="refresh RUN_DIR/last.safetensors when it is older than this many minutes")
-    t.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    add_options(t, TrainConfig)  # --lr, --batch-size, --steps, ...: one flag per TrainConfig field
     t.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when present)")
     t.add_argument("--resume", action="store_true",
