@@ -70,7 +70,8 @@ def test_installed_package_declares_requirements_in():
     """pyproject.toml reads its dependencies from requirements.in; an install made before an edit of it
     declares the old list (reinstall: pip install -e .)."""
     declared = sorted(str(Requirement(r)) for r in _installed().requires or [])
-    assert declared == sorted(str(r) for r in inputs("requirements.in"))
+    assert declared == sorted(str(r) for r in inputs("requirements.in")), \
+        "the installed vrnn-explorer declares another requirements.in: reinstall it (pip install -e .)"
 
 
 def test_vrnn_command_is_python_m_vrnn(monkeypatch):
