@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 
@@ -330,9 +331,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .audio import AudioWarning
+
     args = build_parser().parse_args(argv)
+    show = warnings.showwarning
+
+    def show_audio_warning(message, category, *rest, **kw):  # a WAV cut short, for example: one line on stderr
+        if issubclass(category, AudioWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kw)
+
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", AudioWarning)  # every file's, not only the first
+            warnings.showwarning = show_audio_warning
+            return args.func(args)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import AUDIO_EXTENSIONS, FRAME_SIZE, SAMPLE_RATE, WINDOW_SIZE, AudioError, load_audio
+from .audio import AUDIO_EXTENSIONS, FRAME_SIZE, SAMPLE_RATE, WINDOW_SIZE, AudioError, check_wav_length, load_audio
 from .corpora import (  # noqa: F401
     LAYOUTS,
     SPLIT_FRACTIONS,
@@ -91,7 +91,8 @@ def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, 
     G.722 is decoded whole with PyAV.
 
     Raises AudioError (when opened, or while iterating) for a file that is not readable audio or
-    holds NaN/infinite samples.
+    holds NaN/infinite samples. A WAV cut short (its header declares more samples than the file holds) is
+    read as far as it goes, with an `AudioWarning` naming both numbers.
     """
     import soundfile as sf
 
@@ -105,6 +106,8 @@ def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, 
         f = sf.SoundFile(str(path))
     except Exception as e:  # LibsndfileError and friends
         raise AudioError(f"'{path.name}' could not be read as audio ({e}).") from None
+    with open(path, "rb") as head:  # a WAV cut short is read as far as it goes, with an AudioWarning
+        check_wav_length(head.read(1 << 16), f.frames, f.samplerate, f"'{path.name}'")
 
     def blocks() -> Iterator[np.ndarray]:
         import soxr
