@@ -59,7 +59,51 @@ def test_cli_end_to_end(tmp_path, audio_tree, clip_dir, capsys):
     assert main(["evaluate", str(ckpt), "--data", str(clip_dir), "--samples", "2", "--quiet"]) == 0
 
 
+def test_a_wav_cut_short_is_read_with_a_warning_on_stderr(tiny_checkpoint, clip_dir, audio_tree, tmp_path, capsys):
+    """analyze and corpus read a WAV whose header declares more than the file holds as far as it goes, and
+    say so on stderr with both numbers."""
+    import shutil
+
+    src = shutil.copytree(audio_tree, tmp_path / "src")
+    cut = src / "cut.wav"
+    cut.write_bytes((clip_dir / "clip0.wav").read_bytes()[:44 + 2 * 20000])  # header: 2 s = 32000 samples
+    want = "warning: 'cut.wav' is cut short: its header declares 32000 samples (2.00 s) but the file holds 20000 "
+    assert main(["analyze", str(tiny_checkpoint), str(cut)]) == 0
+    out, err = capsys.readouterr()
+    assert want in err and "cut.wav: 1.25 s, 100 frames" in out
+    assert main(["corpus", "--from", str(src), "--out", str(tmp_path / "corpus"), "--quiet"]) == 0
+    assert want in capsys.readouterr().err
+    manifest = [json.loads(line) for line in (tmp_path / "corpus" / "manifest.jsonl").read_text().splitlines()]
+    assert [r["length"] for r in manifest if r["file"] == "cut.wav"] == [20000]  # the part that is there
+
+
 def test_cli_errors_are_sentences(tmp_path, capsys):
     (tmp_path / "bad.wav").write_text("not audio")
     assert main(["analyze", str(tmp_path / "none.safetensors"), str(tmp_path / "bad.wav")]) == 2
     assert "no checkpoint file" in capsys.readouterr().err
+
+
+def test_train_flags_come_from_train_config_and_refuse_bad_values(capsys):
+    """Each TrainConfig field is a train flag with the field's default; out-of-range values are refused by
+    argparse (exit 2, the field's message) before anything runs, and by TrainConfig itself."""
+    import dataclasses
+
+    import pytest
+
+    from vrnn.__main__ import build_parser
+    from vrnn.config import TrainConfig
+
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o"])
+    assert {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)} == dataclasses.asdict(TrainConfig())
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--lr", "1e-3", "--workers", "2"])
+    assert (args.lr, args.num_workers) == (1e-3, 2)
+    for flag, value, message in [("--batch-size", "0", "batch_size must be at least 1"),
+                                 ("--steps", "0", "steps must be at least 1"),
+                                 ("--lr=-3e-4", None, "lr must be above 0"), ("--lr", "inf", "lr must be a finite"),
+                                 ("--clip-norm", "0", "clip_norm must be above 0"),
+                                 ("--steps", "1.5", "not a valid int")]:
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(["train", "--data", "d", "--out", "o", flag] + ([value] if value else []))
+        assert e.value.code == 2 and message in capsys.readouterr().err, (flag, value)
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        TrainConfig(batch_size=0)

@@ -1,4 +1,4 @@
-"""Command line: python -m vrnn {corpus,train,evaluate,analyze,generate}."""
+"""Command line: python -m vrnn {corpus,train,evaluate,analyze,generate,align,segment}."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
     from .data import Corpus, build_corpus
 
-    root = build_corpus(args.out, args.source, progress=not args.quiet, layout=args.layout)
+    root = build_corpus(args.out, args.source, progress=not args.quiet, layout=args.layout, force=args.force)
     c = Corpus.open(root)
     s = c.meta["splits"]
     print(f"Corpus {root}: {c.meta['n_files']} files from {c.meta['source']['name']}; "
@@ -21,22 +22,44 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
           + f"; normalisation mean {c.normalization[0]:.3g}, std {c.normalization[1]:.3g}.")
     if c.meta["skipped"]:
         print(f"Skipped {len(c.meta['skipped'])} unreadable files, e.g. {c.meta['skipped'][0]}")
+    renamed = c.meta.get("renamed", [])
+    if renamed:
+        print(f"{len(renamed)} files would have shared a wav/ copy's name with another, so their copies keep their "
+              f"own extension, e.g. {renamed[0]['file']} -> wav/{renamed[0]['wav']} (all are listed in corpus.json). "
+              "If two are one recording in two formats, remove one from the source: both are in the corpus.")
+    _corpus_transcripts(c, args)
     return 0
 
 
+def _corpus_transcripts(c, args: argparse.Namespace) -> None:
+    """Transcripts per split, and with --align their forced alignments (vrnn/transcripts.py)."""
+    from .transcripts import TranscriptError, store_alignments, store_transcripts
+
+    try:
+        counts = store_transcripts(c)
+    except TranscriptError as e:
+        print(f"No transcripts: {e}", file=sys.stderr)
+        return
+    print("Transcripts: " + ", ".join(f"{k} {v} files" for k, v in counts.items()))
+    for split in (args.align if args.align != [] else list(counts)) if args.align is not None else []:
+        n, failed = store_alignments(c, split, progress=not args.quiet)
+        print(f"Aligned {n} {split} files to {c.root / f'{split}.alignments.jsonl'}"
+              + (f"; {len(failed)} failed, e.g. {failed[0]}" if failed else ""))
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from .config import TrainConfig, preset
     from .train import train
 
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      snapshot_every=args.snapshot_every, num_workers=args.workers,
-                      checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes)
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     summary = train(args.data, args.out, preset(args.preset, args.family), cfg, resume=args.resume,
-                    device=args.device, progress=not args.quiet)
+                    device=args.device, progress=not args.quiet, force=args.force)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary))
     return 0
@@ -59,7 +82,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                     progress=lambda done, total: bar.update(done - bar.n))
     seconds = time.perf_counter() - t0
     cols = a.table()
-    print(f"{Path(args.clip).name}: {len(waveform) / sr:.2f} s, {a.n_frames} frames of 12.5 ms, "
+    print(f"{Path(args.clip).name}: {len(waveform) / sr:.2f} s, {a.n_frames} frames of "
+          f"{1000 * model.config.x_dim / sr:g} ms, "
           f"{model.config.family} ({Path(args.checkpoint).name}), analysed in {seconds:.2f} s")
     print(f"ELBO along the {'sampled' if args.sample else 'posterior-mean'} path: {a.elbo:.1f} nats "
           f"({a.elbo / a.n_frames:.2f} nats/frame)")
@@ -103,9 +127,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .audio import load_audio
+    from .audio import AUDIO_EXTENSIONS, load_audio
     from .checkpoint import load_checkpoint
-    from .data import AUDIO_EXTENSIONS, Corpus, list_audio, sequence_chunks, split_chunks
+    from .data import Corpus, list_audio, sequence_chunks, split_chunks
     from .evaluate import score_sequences
 
     if args.data:
@@ -134,8 +158,85 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_align(args: argparse.Namespace) -> int:
+    from .align import align
+    from .audio import load_audio
+    from .segments import write_textgrid
+
+    waveform, sr = load_audio(args.audio)
+    t0 = time.perf_counter()
+    ref = align(waveform, sr, args.text)
+    dt = time.perf_counter() - t0
+    write_textgrid(ref, args.out)
+    speech = ref.speech_phones()
+    print(f"Aligned {len(ref.words)} words, {len(speech)} phones to {Path(args.audio).name} "
+          f"({ref.duration:.2f} s; speech {speech[0].start:.2f}-{speech[-1].end:.2f} s) in {dt:.2f} s; wrote {args.out}")
+    return 0
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from .data import Corpus
+    from .segmentation import collect, evaluate_clips, format_table, picking_rule
+
+    rule = picking_rule(top_n=args.top_n, min_distance=args.min_distance, prominence=args.prominence)
+    t0 = time.perf_counter()
+    clips = collect(args.checkpoints, Corpus.open(args.corpus), args.split, progress=not args.quiet)
+    rows = evaluate_clips(clips, args.tolerance, rule)
+    n_ref = sum(len(c.ref.boundaries()) for c in clips)
+    print(f"{args.corpus}:{args.split}: {len(clips)} clips with a reference, {n_ref} phone boundaries "
+          f"({sum(len(c.ref.boundaries(True)) for c in clips)} phone-to-phone); tolerance {args.tolerance * 1000:g} ms, "
+          f"one-to-one; {time.perf_counter() - t0:.1f} s")
+    for r in {r["signal"]: r for r in rows}.values():
+        print(f"  {r['signal']:8s} {r['picking']}")
+    print(format_table(rows))
+    skipped = [c for c in args.checkpoints if not any(r["source"] == Path(c).stem for r in rows)]
+    if skipped:
+        print(f"No latent signal (RNN models): {', '.join(Path(c).name for c in skipped)}")
+    if args.json:
+        meta = {"corpus": str(args.corpus), "split": args.split, "tolerance": args.tolerance,
+                "clips": [c.file for c in clips], "rows": rows}
+        Path(args.json).write_text(json.dumps(meta, indent=1))
+        print(f"Wrote {args.json}")
+    return 0
+
+
+def _option_type(f):
+    """argparse type of a TrainConfig field: its Python type, then its range (`config.check_option`), so a
+    bad value is refused with the field's own message."""
+    from .config import check_option
+
+    base = {"int": int, "float": float}[f.type if isinstance(f.type, str) else f.type.__name__]
+
+    def parse(text: str):
+        try:
+            value = base(text)
+            check_option(f, value)
+        except ValueError as e:
+            message = str(e) if "must be" in str(e) else f"not a valid {base.__name__}: {text!r}"
+            raise argparse.ArgumentTypeError(message) from None
+        return value
+
+    parse.__name__ = base.__name__  # for argparse's "invalid int value" wording
+    return parse
+
+
+def add_options(parser: argparse.ArgumentParser, config_class) -> None:
+    """One flag per field of `config_class` (a dataclass of `config.option` fields): --name-with-dashes (or
+    the field's `flag`), its default, help text and range from the field, so each lives in one place."""
+    from dataclasses import MISSING, fields
+
+    for f in fields(config_class):
+        m = f.metadata
+        rng = ""
+        if m.get("low") is not None:
+            rng = f"; {'>' if m.get('low_open') else '>='} {m['low']:g}"
+        flag = m.get("flag") or "--" + f.name.replace("_", "-")
+        parser.add_argument(flag, dest=f.name, type=_option_type(f), metavar=flag[2:].replace("-", "_").upper(),
+                            default=f.default if f.default is not MISSING else None, help=m["help"] + rng)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .config import FAMILIES, PRESETS
+    from .config import FAMILIES, PRESETS, TrainConfig
     from .data import LAYOUTS
 
     p = argparse.ArgumentParser(prog="python -m vrnn", description=__doc__,
@@ -146,9 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("corpus", help="build a corpus folder (16 kHz wav, int16 splits, manifest)", formatter_class=fmt)
     c.add_argument("--from", dest="source", default=None,
                    help="folder tree of audio files; default: Debian's asterisk-core-sounds-en-g722 (CC-BY-SA-3.0)")
-    c.add_argument("--out", required=True, help="corpus folder to write")
+    c.add_argument("--out", required=True,
+                   help="corpus folder to write: new, empty, or a corpus built from the same files (then reused); "
+                        "never the --from folder, inside it, or around it")
     c.add_argument("--layout", choices=LAYOUTS, default="auto",
                    help="source layout: auto recognises TIMIT, LJSpeech and VCTK trees, else a plain folder")
+    c.add_argument("--force", action="store_true",
+                   help="replace a corpus in --out that was built from other files (or rebuild the same one); the "
+                        "new corpus replaces it only when complete. Never touches a folder that is not a corpus")
+    c.add_argument("--align", nargs="*", choices=("train", "valid", "test"), default=None, metavar="SPLIT",
+                   help="force-align the transcripts of these splits (no SPLIT: all) with PocketSphinx, "
+                        "for 'python -m vrnn segment'")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_cmd_corpus)
 
@@ -156,20 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="corpus folder from 'python -m vrnn corpus'")
     t.add_argument("--preset", choices=PRESETS, default="cpu", help="model size")
     t.add_argument("--family", choices=FAMILIES, default="vrnn-gauss", help="model family (Table 1 row)")
-    t.add_argument("--out", required=True, help="run folder (best/last checkpoints, metrics.jsonl)")
-    t.add_argument("--steps", type=int, default=2000, help="optimiser updates in total")
-    t.add_argument("--batch-size", type=int, default=64, help="0.5 s windows per update (global)")
-    t.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
-    t.add_argument("--seed", type=int, default=0, help="seed for weights, windows and noise")
-    t.add_argument("--snapshot-every", type=int, default=500, help="keep a snapshot every N steps (0: none)")
-    t.add_argument("--checkpoint-every", type=int, default=0,
-                   help="also refresh RUN_DIR/last.safetensors every N steps (0: only by time and at epoch ends)")
-    t.add_argument("--checkpoint-minutes", type=float, default=5.0,
-                   help="refresh RUN_DIR/last.safetensors when it is older than this many minutes")
-    t.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    t.add_argument("--out", required=True,
+                   help="run folder (best/last checkpoints, metrics.jsonl): new or empty, or a run to --resume; "
+                        "locked while training")
+    add_options(t, TrainConfig)  # --lr, --batch-size, --steps, ...: one flag per TrainConfig field
     t.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when present)")
-    t.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.safetensors")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from RUN_DIR/last.safetensors (refused on a corpus other than the run's, "
+                        "unless --force)")
+    t.add_argument("--force", action="store_true",
+                   help="without --resume: start over in a RUN_DIR that holds a run (its files are moved into "
+                        "RUN_DIR/replaced-DATE-TIME/, nothing is deleted), or train into a non-empty folder "
+                        "holding no run (nothing there is touched); with --resume: continue on another corpus")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
 
@@ -203,13 +311,49 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="random seed")
     g.add_argument("--out", required=True, help="WAV file to write (16 kHz, 16-bit PCM)")
     g.set_defaults(func=_cmd_generate)
+
+    al = sub.add_parser("align", help="force-align a typed transcript to a clip (PocketSphinx) -> TextGrid",
+                        formatter_class=fmt)
+    al.add_argument("audio", help="audio file (any format, rate and channels)")
+    al.add_argument("--text", required=True, help="what is said (digits and # * are read as words)")
+    al.add_argument("--out", required=True, help="TextGrid file to write (tiers: words, phones)")
+    al.set_defaults(func=_cmd_align)
+
+    sg = sub.add_parser("segment", help="do the latents find the phones? boundary scores vs baselines",
+                        formatter_class=fmt)
+    sg.add_argument("checkpoints", nargs="+", help=".safetensors checkpoints whose latent signals are scored")
+    sg.add_argument("--corpus", default="data/allison", help="corpus with alignments ('corpus --align') or TIMIT phones")
+    sg.add_argument("--split", choices=("train", "valid", "test"), default="valid", help="corpus split")
+    sg.add_argument("--tolerance", type=float, default=0.02, help="hit window in seconds (one-to-one matching)")
+    sg.add_argument("--top-n", action="store_true",
+                    help="keep the N most prominent peaks per clip, N = the reference's boundary count")
+    sg.add_argument("--min-distance", type=float, default=None,
+                    help="seconds between peaks, for every signal (default: each signal's value tuned on valid)")
+    sg.add_argument("--prominence", type=float, default=None,
+                    help="least peak prominence, x the clip's signal range, for every signal (default: tuned)")
+    sg.add_argument("--json", default=None, help="write the table, the settings and per-clip scores to this JSON file")
+    sg.add_argument("--quiet", action="store_true", help="no progress bar")
+    sg.set_defaults(func=_cmd_segment)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .audio import AudioWarning
+
     args = build_parser().parse_args(argv)
+    show = warnings.showwarning
+
+    def show_audio_warning(message, category, *rest, **kw):  # a WAV cut short, for example: one line on stderr
+        if issubclass(category, AudioWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kw)
+
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", AudioWarning)  # every file's, not only the first
+            warnings.showwarning = show_audio_warning
+            return args.func(args)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

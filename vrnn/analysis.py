@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import FRAME_SIZE, SAMPLE_RATE, AudioError, frame, frame_times
+from .audio import SAMPLE_RATE, AudioError, frame, frame_times, resample
 from .distributions import gaussian_kl_per_dim
+from .fused import FusedVRNN, inference_threads
 from .model import VRNN
 
 CSV_COLUMNS = ("time_s", "delta_t", "kl_t_nats", "log_px_t_nats")  # the per-frame table's columns
@@ -90,36 +91,49 @@ class Analysis:
 
 
 @torch.inference_mode()
-def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, sample: bool = False,
-            seed: int = 0, progress: Callable[[int, int], None] | None = None) -> Analysis:
+def analyze(model: VRNN, waveform: np.ndarray, sample_rate: float = SAMPLE_RATE, sample: bool = False,
+            seed: int = 0, fast: bool = True, progress: Callable[[int, int], None] | None = None) -> Analysis:
     """Run the posterior pass of `model` over one clip and return Figure 2's quantities.
 
     Args:
         model: from `load_checkpoint`.
-        waveform: float32 [N] at `sample_rate` (use `load_audio` for files). Not normalised per clip:
-            the model's global training statistics are applied.
-        sample_rate: must be 16000 (resample with `load_audio`).
+        waveform: mono float32 [N] at `sample_rate` (use `load_audio` for files; the shape and rate
+            contract is in `vrnn.audio`'s docstring). Not normalised per clip: the model's global training
+            statistics are applied.
+        sample_rate: Hz, any positive rate; other than 16 kHz the clip is resampled to 16 kHz (soxr, HQ)
+            first, so `Analysis.waveform` and the frames are always at 16 kHz.
         sample: by default the pass follows the posterior mean (z_t = mu_z,t, no sampling noise), so a
             figure is reproducible; True draws z_t ~ q(z_t | x_t, h_{t-1}) with `seed`.
+        fast: run the fused CPU path (`vrnn.fused.FusedVRNN`, split over torch's threads); False runs
+            the readable `model.forward` (the same numbers, slower; whole-clip activations in memory).
         progress: called as progress(frames_done, frames_total) after each block of the model's pass
-            (`model.BLOCK_FRAMES` = 256 frames, 3.2 s of audio) and once at the end, e.g. to move a
-            progress bar. It is driven by a forward hook on `model.decoder`, which the pass runs once per
-            block on the block's stacked states (a pass that ran it once would report only the end).
+            (`vrnn.fused.BLOCK_FRAMES` = 256 frames, 3.2 s of audio) and once at the end, e.g. to move a
+            progress bar. It is driven by a forward hook on `model.decoder`, which the fused pass runs once per
+            block on the block's stacked states; the readable pass (fast=False) runs it once, so it
+            reports only the end.
 
     `elbo` is evaluated along the analysed path (mean path by default: then it is the ELBO's
-    integrand at z = mu, not a bound in expectation). Raises AudioError for a rate other than
-    16 kHz, non-finite samples, or fewer than 200 samples.
+    integrand at z = mu, not a bound in expectation). Raises AudioError for a waveform that is not
+    mono [N] ([N, 1] and [1, N] are accepted), a sample rate that is not a positive number, non-finite
+    samples, or fewer samples at 16 kHz than one frame (200 = 12.5 ms for every bundled model).
     """
-    if sample_rate != SAMPLE_RATE:
-        raise AudioError(f"analyze expects {SAMPLE_RATE} Hz audio, got {sample_rate} Hz; load it with load_audio.")
-    waveform = np.asarray(waveform, dtype=np.float32).reshape(-1)
-    if waveform.shape[0] < FRAME_SIZE:
-        raise AudioError(f"The clip has {waveform.shape[0]} samples; at least one frame of {FRAME_SIZE} is needed.")
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if waveform.ndim != 1:
+        if waveform.ndim != 2 or 1 not in waveform.shape:
+            raise AudioError(f"analyze takes a mono waveform [N]; got an array of shape {waveform.shape}. "
+                             "Average the channels first, or read the file with load_audio.")
+        waveform = waveform.reshape(-1)
     if not np.isfinite(waveform).all():
         raise AudioError("The clip contains NaN or infinite samples.")
-    frames = frame(waveform)  # [T, X]
+    waveform = resample(waveform, sample_rate)  # [N] at 16 kHz
+    X = model.config.x_dim  # samples per frame: the model's own (200 = 12.5 ms for every bundled model)
+    if waveform.shape[0] < X:
+        raise AudioError(f"The clip has {waveform.shape[0]} samples at {SAMPLE_RATE} Hz; at least one frame of "
+                         f"{X} is needed.")
+    frames = frame(waveform, X)  # [T, X]
     device = model.x_mean.device
-    x = model.normalize(torch.from_numpy(np.ascontiguousarray(frames)).to(device))[None]  # [1, T, X]
+    dtype = model.x_mean.dtype  # float32, or float64 for a model cast with .double()
+    x = model.normalize(torch.from_numpy(np.ascontiguousarray(frames)).to(device, dtype))[None]  # [1, T, X]
     gen = torch.Generator(device=device).manual_seed(seed)
     T = frames.shape[0]
     hook = None
@@ -132,14 +146,15 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
                 progress(done[0], T)
 
         hook = model.decoder.register_forward_hook(after_block)
+    net = FusedVRNN(model, threads=inference_threads(1, device)) if fast else model
     try:
-        out = model(x, sample=sample, generator=gen)
+        out = net(x, sample=sample, generator=gen)
     finally:
         if hook is not None:
             hook.remove()
     if progress is not None:
         progress(T, T)
-    times = frame_times(frames.shape[0])
+    times = frame_times(frames.shape[0], X)
     log_px = out.log_px[0].double().cpu().numpy()
     kw = dict(times=times, log_px=log_px, elbo=float(out.elbo[0]), waveform=frames.reshape(-1).copy(),
               sampled=sample)
@@ -157,17 +172,20 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
 
 @torch.inference_mode()
 def generate(model: VRNN, seconds: float = 3.0, seed: int = 0, n_samples: int = 1,
-             output_noise: bool = True) -> np.ndarray:
+             output_noise: bool = True, fast: bool = True) -> np.ndarray:
     """Sample speech-like audio from the model (Chung et al. 2015, Figure 3).
 
     z_t comes from the prior p(z_t | h_{t-1}) and x_t from p(x_t | z_t, h_{t-1}); the result is
     de-normalised with the model's training statistics. Returns float32 [N] at 16 kHz (n_samples = 1)
-    or [n_samples, N]. Raises ValueError for a non-positive length.
+    or [n_samples, N]. `fast` runs the fused CPU loop (`vrnn.fused.FusedVRNN.sample`), False the readable
+    `model.sample`; both draw the same noise for a seed and give the same audio. Raises ValueError for a
+    non-positive length.
     """
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}.")
-    n_frames = max(1, int(round(seconds * SAMPLE_RATE / FRAME_SIZE)))
+    n_frames = max(1, int(round(seconds * SAMPLE_RATE / model.config.x_dim)))
     gen = torch.Generator(device=model.x_mean.device).manual_seed(seed)
-    x = model.sample(n_frames, batch_size=n_samples, generator=gen, output_noise=output_noise)  # [B, T, X]
+    net = FusedVRNN(model, threads=inference_threads(n_samples, model.x_mean.device)) if fast else model
+    x = net.sample(n_frames, batch_size=n_samples, generator=gen, output_noise=output_noise)  # [B, T, X]
     audio = model.denormalize(x).reshape(n_samples, -1).float().cpu().numpy()
     return audio[0] if n_samples == 1 else audio

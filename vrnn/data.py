@@ -2,13 +2,21 @@
 
 A corpus folder holds:
     corpus.json        what it was built from (source, layout, licence), split sizes, normalisation statistics
-    manifest.jsonl     one line per file: {"file", "split", "offset", "length"} (offset/length in
+    manifest.jsonl     one line per file: {"file", "wav", "split", "offset", "length"} ("file": the
+                       source's relative path, "wav": its copy's path under wav/; offset/length in
                        samples into that split's array), plus what the layout knows: "speaker",
                        "text", and for TIMIT "phones" ([[start, end, phone], ...] in 16 kHz samples)
     {train,valid,test}.int16   each split's audio concatenated, raw 16-bit PCM at 16 kHz (memory-mapped)
-    wav/...            each file as 16 kHz PCM WAV (for listening and for `--data` elsewhere)
+    wav/...            each file as 16 kHz PCM WAV (for listening and for `--data` elsewhere): the
+                       source's relative path with .wav for its extension; names two sources would
+                       share are kept apart (`wav_names`)
 
-`build_corpus` reads any folder tree of audio and recognises four layouts (`detect_layout`):
+The source is only ever read: the corpus is built in a staging folder beside the corpus folder and
+renamed into place when complete, and the corpus folder may not be, contain or lie inside the
+source (`build_corpus`).
+
+`build_corpus` reads any folder tree of audio and recognises four layouts (`detect_layout`), each read
+by its own module in `vrnn.corpora` (folder, timit, ljspeech, vctk; the default source: asterisk):
 
     folder    any tree of wav/flac/ogg/mp3/... files; split by file (SHA-1 of the relative path, 90/5/5)
     timit     TIMIT: {TRAIN,TEST}/DR1..DR8/SPEAKER/*.WAV (NIST SPHERE or RIFF), .PHN phone boundaries;
@@ -30,50 +38,34 @@ import errno
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .audio import FRAME_SIZE, SAMPLE_RATE, WINDOW_SIZE, AudioError, load_audio
+from .audio import AUDIO_EXTENSIONS, FRAME_SIZE, SAMPLE_RATE, WINDOW_SIZE, AudioError, check_wav_length, load_audio
+from .corpora import (  # noqa: F401
+    LAYOUTS,
+    SPLIT_FRACTIONS,
+    SPLITS,
+    CorpusError,
+    SourceFile,
+    assign_splits,
+    detect_layout,
+    list_audio,
+    resolve_splits,
+    scan_source,
+)
+from .corpora.asterisk import ASTERISK_LICENCE, EXCLUDE_DIRS, decode_g722, find_asterisk_sounds
+from .corpora.timit import sibling
+from .files import FolderBusyError, FolderLock, overlap
 
-SPLITS = ("train", "valid", "test")
-SPLIT_FRACTIONS = (0.90, 0.05, 0.05)
-TIMIT_VALID_FRACTION = 0.05  # of the TIMIT TRAIN speakers, held out as the valid split
-AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".sph", ".nist", ".g722"}
-LAYOUTS = ("auto", "folder", "timit", "ljspeech", "vctk")
 BLOCK_SECONDS = 30.0  # s of source audio decoded at a time when building a corpus
-ASTERISK_PACKAGE = "asterisk-core-sounds-en-g722"
-ASTERISK_DIR = "usr/share/asterisk/sounds/en_US_f_Allison"
-ASTERISK_LICENCE = ("CC-BY-SA-3.0, Copyright 2003-2010 Allison Smith, recordings funded by Digium, Inc. "
-                    "(Debian package asterisk-core-sounds-en-g722)")
 CORPUS_VERSION = 1
-
-_TIMIT_RE = re.compile(r"(?:^|/)(train|test)/(dr[1-8])/([^/]+)/[^/]+$", re.IGNORECASE)
-_VCTK_RE = re.compile(r"(?:^|/)(wav48[^/]*)/([ps]\d+)/[^/]+$", re.IGNORECASE)
-
-
-class CorpusError(RuntimeError):
-    """The corpus cannot be built or read; the message says why and what to do."""
-
-
-def decode_g722(path: str | os.PathLike) -> np.ndarray:
-    """Decode a raw G.722 file (16 kHz) with PyAV (FFmpeg). Returns int16 [N]."""
-    import av
-
-    with av.open(str(path), format="g722") as container:
-        stream = container.streams.audio[0]
-        chunks = [frame.to_ndarray().reshape(-1) for frame in container.decode(stream)]
-        if stream.sample_rate != SAMPLE_RATE:
-            raise CorpusError(f"{path}: G.722 decoded at {stream.sample_rate} Hz, expected {SAMPLE_RATE}.")
-    return np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
 
 
 def _to_int16(x: np.ndarray) -> np.ndarray:
@@ -99,7 +91,8 @@ def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, 
     G.722 is decoded whole with PyAV.
 
     Raises AudioError (when opened, or while iterating) for a file that is not readable audio or
-    holds NaN/infinite samples.
+    holds NaN/infinite samples. A WAV cut short (its header declares more samples than the file holds) is
+    read as far as it goes, with an `AudioWarning` naming both numbers.
     """
     import soundfile as sf
 
@@ -113,6 +106,8 @@ def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, 
         f = sf.SoundFile(str(path))
     except Exception as e:  # LibsndfileError and friends
         raise AudioError(f"'{path.name}' could not be read as audio ({e}).") from None
+    with open(path, "rb") as head:  # a WAV cut short is read as far as it goes, with an AudioWarning
+        check_wav_length(head.read(1 << 16), f.frames, f.samplerate, f"'{path.name}'")
 
     def blocks() -> Iterator[np.ndarray]:
         import soxr
@@ -143,213 +138,6 @@ def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, 
     return f.samplerate, blocks()
 
 
-def find_asterisk_sounds(cache: Path) -> Path:
-    """Locate the Allison Smith English prompts: an installed copy, or `apt-get download` + `dpkg -x`
-    of the Debian package into `cache` (no installation, no root needed for dpkg -x).
-
-    Raises CorpusError when neither works (no apt, no network to the Debian mirror).
-    """
-    installed = Path("/") / ASTERISK_DIR
-    if installed.is_dir() and any(installed.glob("*.g722")):
-        return installed
-    extracted = cache / "deb" / ASTERISK_DIR
-    if extracted.is_dir() and any(extracted.glob("*.g722")):
-        return extracted
-    (cache / "deb").mkdir(parents=True, exist_ok=True)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(["apt-get", "download", ASTERISK_PACKAGE], cwd=tmp, check=True, capture_output=True)
-            deb = next(Path(tmp).glob("*.deb"))
-            subprocess.run(["dpkg", "-x", str(deb), str(cache / "deb")], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError, StopIteration) as e:
-        detail = getattr(e, "stderr", b"") or b""
-        raise CorpusError(
-            f"Could not obtain Debian package {ASTERISK_PACKAGE} ({e} {detail.decode(errors='replace').strip()}). "
-            "Run 'apt-get update' first, install it with 'apt-get install asterisk-core-sounds-en-g722', "
-            "or pass --from DIR with your own audio."
-        ) from None
-    return extracted
-
-
-def list_audio(root: Path, exclude_dirs: tuple[str, ...] = ()) -> list[Path]:
-    """All audio files under `root` (recursive), sorted by relative path."""
-    files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-             and not any(part in exclude_dirs for part in p.relative_to(root).parts[:-1])]
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
-
-
-def _sha1_order(keys) -> list[str]:
-    return sorted(keys, key=lambda k: hashlib.sha1(k.encode()).hexdigest())
-
-
-def assign_splits(names: list[str]) -> dict[str, str]:
-    """Deterministic split by key (a file's relative path, or a speaker): order keys by SHA-1, then
-    the first 90% are train, the next 5% valid, the rest test (at least one valid and one test key
-    when there are three or more)."""
-    order = _sha1_order(names)
-    n = len(order)
-    n_valid = max(1, round(SPLIT_FRACTIONS[1] * n)) if n >= 3 else 0
-    n_test = max(1, round(SPLIT_FRACTIONS[2] * n)) if n >= 3 else 0
-    n_train = n - n_valid - n_test
-    split = {}
-    for i, name in enumerate(order):
-        split[name] = "train" if i < n_train else ("valid" if i < n_train + n_valid else "test")
-    return split
-
-
-@dataclass
-class SourceFile:
-    """One audio file of a source tree, as a layout reader sees it.
-
-    name: its path relative to the source root (the manifest's "file").
-    split: fixed by the layout (TIMIT), or "" to be drawn by `assign_splits` over `group`.
-    group: files of one group share a split (a VCTK speaker); "" means the file is its own group.
-    info: extra manifest fields ("speaker", "text").
-    """
-
-    path: Path
-    name: str
-    split: str = ""
-    group: str = ""
-    info: dict = field(default_factory=dict)
-
-
-def _utterance_base(path: Path) -> Path:
-    """`.../SA1.WAV` and `.../SA1.WAV.wav` (a RIFF copy beside the SPHERE original) -> `.../SA1`."""
-    return path.parent / path.name.split(".", 1)[0]
-
-
-def _sibling(path: Path, suffix: str) -> Path | None:
-    """The file beside `path` with the same utterance name and `suffix` (upper or lower case)."""
-    base = _utterance_base(path)
-    for s in (suffix, suffix.lower()):
-        for cand in (path.with_suffix(s), base.with_name(base.name + s)):
-            if cand.is_file():
-                return cand
-    return None
-
-
-def _ljspeech_root(root: Path) -> Path | None:
-    for d in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
-        if (d / "metadata.csv").is_file() and (d / "wavs").is_dir():
-            return d
-    return None
-
-
-def detect_layout(root: Path, names: list[str]) -> str:
-    """Which layout a source tree has: "ljspeech" (metadata.csv beside wavs/, at the root or one
-    folder down), "timit" or "vctk" (most audio files sit where that corpus puts them), else "folder"."""
-    if _ljspeech_root(root) is not None:
-        return "ljspeech"
-    for layout, pattern in (("timit", _TIMIT_RE), ("vctk", _VCTK_RE)):
-        if names and sum(bool(pattern.search(n)) for n in names) * 2 >= len(names):
-            return layout
-    return "folder"
-
-
-def scan_source(root: Path, layout: str = "auto", exclude_dirs: tuple[str, ...] = ()) -> tuple[str, list[SourceFile]]:
-    """List a source tree's audio files with their fixed splits, split groups and metadata.
-
-    Returns (layout, files sorted by relative path). Raises CorpusError for an unknown layout.
-    """
-    if layout not in LAYOUTS:
-        raise CorpusError(f"Unknown corpus layout {layout!r}; choose one of {', '.join(LAYOUTS)}.")
-    paths = list_audio(root, exclude_dirs)
-    names = [p.relative_to(root).as_posix() for p in paths]
-    if layout == "auto":
-        layout = detect_layout(root, names)
-    files = [SourceFile(p, n) for p, n in zip(paths, names, strict=True)]
-    if layout == "timit":
-        files = _scan_timit(files)
-    elif layout == "vctk":
-        files = _scan_vctk(root, files)
-    elif layout == "ljspeech":
-        files = _scan_ljspeech(root, files)
-    return layout, files
-
-
-def _scan_timit(files: list[SourceFile]) -> list[SourceFile]:
-    """TIMIT: keep {TRAIN,TEST}/DRn/SPEAKER/UTT files, one per utterance (the SPHERE original when a
-    RIFF copy `UTT.WAV.wav` sits beside it); the TEST folder is the test split; 5% of the TRAIN
-    speakers (by SHA-1 of their id, whole speakers) are the valid split."""
-    chosen: dict[str, SourceFile] = {}
-    for f in files:
-        m = _TIMIT_RE.search(f.name)
-        if not m:
-            continue
-        key = _utterance_base(Path(f.name)).as_posix().lower()
-        if key in chosen and len(chosen[key].name) <= len(f.name):
-            continue
-        speaker = m.group(3).upper()
-        f.split = "train" if m.group(1).lower() == "train" else "test"
-        f.group = speaker
-        f.info = {"speaker": speaker}
-        txt = _sibling(f.path, ".TXT")
-        if txt is not None:
-            words = txt.read_text(errors="replace").split()
-            f.info["text"] = " ".join(words[2:])  # "start end words..."
-        chosen[key] = f
-    train_speakers = sorted({f.group for f in chosen.values() if f.split == "train"})
-    n_valid = max(1, round(TIMIT_VALID_FRACTION * len(train_speakers))) if len(train_speakers) >= 2 else 0
-    valid = set(_sha1_order(train_speakers)[:n_valid])
-    for f in chosen.values():
-        if f.split == "train" and f.group in valid:
-            f.split = "valid"
-    return sorted(chosen.values(), key=lambda f: f.name)
-
-
-def _scan_vctk(root: Path, files: list[SourceFile]) -> list[SourceFile]:
-    """VCTK: wav48*/SPEAKER/*; split by speaker; keep mic1 where a mic1/mic2 pair exists (VCTK 0.92:
-    mic1 is the microphone of the earlier releases); text from txt/SPEAKER/UTT.txt when present."""
-    mic1 = {f.name.rsplit("_mic1", 1)[0] for f in files if f.path.stem.endswith("_mic1")}
-    out = []
-    for f in files:
-        m = _VCTK_RE.search(f.name)
-        if not m:
-            continue
-        stem = f.path.stem
-        if stem.endswith("_mic2") and f.name.rsplit("_mic2", 1)[0] in mic1:
-            continue
-        speaker = m.group(2)
-        f.group, f.info = speaker, {"speaker": speaker}
-        vctk_root = root / f.name[: m.start(1)] if m.start(1) else root
-        utt = stem.removesuffix("_mic1").removesuffix("_mic2")
-        txt = vctk_root / "txt" / speaker / f"{utt}.txt"
-        if txt.is_file():
-            f.info["text"] = txt.read_text(errors="replace").strip()
-        out.append(f)
-    return out
-
-
-def _scan_ljspeech(root: Path, files: list[SourceFile]) -> list[SourceFile]:
-    """LJSpeech: wavs/*.wav with their normalised transcription from metadata.csv (id|text|normalised);
-    one speaker, so split by file."""
-    lj = _ljspeech_root(root)
-    texts = {}
-    for line in (lj / "metadata.csv").read_text(encoding="utf-8", errors="replace").splitlines():
-        parts = line.split("|")
-        if len(parts) >= 2:
-            texts[parts[0]] = parts[2] if len(parts) >= 3 and parts[2] else parts[1]
-    wavs = (lj / "wavs").relative_to(root).as_posix()
-    prefix = "" if wavs == "." else wavs + "/"
-    out = []
-    for f in files:
-        if not f.name.startswith(prefix):
-            continue
-        f.info = {"speaker": "LJ"}
-        if f.path.stem in texts:
-            f.info["text"] = texts[f.path.stem]
-        out.append(f)
-    return out
-
-
-def _resolve_splits(files: list[SourceFile]) -> None:
-    free = [f for f in files if not f.split]
-    drawn = assign_splits(sorted({f.group or f.name for f in free}))
-    for f in free:
-        f.split = drawn[f.group or f.name]
-
-
 def _fingerprint(root: Path, files: list[Path]) -> str:
     h = hashlib.sha1()
     for p in files:
@@ -358,55 +146,236 @@ def _fingerprint(root: Path, files: list[Path]) -> str:
     return h.hexdigest()
 
 
+# What a corpus build writes into its folder (besides *.partial files while it runs).
+CORPUS_ENTRIES = frozenset({"corpus.json", "manifest.jsonl", "wav", "_cache", *(f"{s}.int16" for s in SPLITS),
+                            # transcripts and alignments, written by `python -m vrnn corpus` (vrnn/transcripts.py)
+                            *(f"{s}.{k}.jsonl" for s in SPLITS for k in ("transcripts", "alignments"))})
+_STAGING_MARK = ".vrnn-corpus-staging"  # inside a staging folder, so only ours are ever removed
+
+
+def _check_source_and_out(root: Path, out: Path) -> None:
+    """Refuse an --out that is, contains or sits inside the --from folder (symlinks resolved)."""
+    how = overlap(root, out)
+    if how is None:
+        return
+    where = {"same": "is the --from folder itself",
+             "inside": "is inside the --from folder",
+             "contains": "contains the --from folder"}[how]
+    raise CorpusError(f"--out {out} {where} ({root}); the corpus's wav/ copies would be written among "
+                      f"your recordings (and read back as sources next time). Choose an --out outside "
+                      f"{root}, e.g. {root.resolve().parent / (root.resolve().name + '-corpus')}.")
+
+
+def _read_corpus_meta(out: Path) -> dict | None:
+    """corpus.json of a corpus folder of ours, or None when there is none or it is not ours."""
+    try:
+        meta = json.loads((out / "corpus.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and "fingerprint" in meta and "version" in meta else None
+
+
+def _existing_corpus(out: Path) -> dict | None:
+    """What `out` holds: None when it does not exist or is an empty folder, corpus.json's contents
+    when it is a corpus of ours; raises CorpusError for anything else (a file, a folder of other
+    files), since building there could overwrite files that are not ours."""
+    if not out.exists() and not out.is_symlink():
+        return None
+    if not out.is_dir():
+        raise CorpusError(f"--out {out} exists and is not a folder; choose a new folder for the corpus.")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return None
+    meta = _read_corpus_meta(out)
+    if meta is None:
+        raise CorpusError(f"--out {out} is not empty and is not a corpus folder (no corpus.json of ours; it holds "
+                          f"{len(entries)} entries, e.g. {', '.join(entries[:3])}). Building there could overwrite "
+                          "those files; choose a new or empty folder.")
+    return meta
+
+
+def _foreign_entries(out: Path) -> list[str]:
+    """Entries of corpus folder `out` that a build did not write: files added by hand, which a forced
+    rebuild would lose. wav/ files count as ours when the manifest lists them."""
+    foreign = [p.name for p in out.iterdir() if p.name not in CORPUS_ENTRIES and not p.name.endswith(".partial")]
+    wav = out / "wav"
+    if wav.is_dir():
+        try:
+            rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines() if line]
+            listed = {r.get("wav") or Path(r["file"]).with_suffix(".wav").as_posix() for r in rows}
+        except (OSError, ValueError, KeyError, TypeError):
+            listed = set()
+        for p in wav.rglob("*"):
+            if p.is_file() and p.relative_to(wav).as_posix() not in listed:
+                foreign.append(p.relative_to(out).as_posix())
+    return sorted(foreign)
+
+
+def wav_names(names: list[str]) -> dict[str, str]:
+    """Each source file's copy under wav/, as a path relative to wav/: its relative path with the
+    extension replaced by .wav, e.g. "a/b.flac" -> "a/b.wav".
+
+    When two sources would get the same copy ("a.wav" and "a.flac"; also "a.wav" and "A.wav", which
+    are one file on case-insensitive disks) nothing is overwritten: a source already named .wav keeps
+    its name, the others keep their own extension before .wav ("a.flac" -> "a.flac.wav"), and a
+    number is added if that is taken too ("a.flac-2.wav"). The manifest's "wav" field records
+    every copy's name.
+    """
+    taken: set[str] = set()
+    result: dict[str, str] = {}
+    # first pass: sources already named *.wav keep their path
+    for n in sorted(names):
+        if Path(n).suffix == ".wav" and n.casefold() not in taken:
+            result[n] = n
+            taken.add(n.casefold())
+    for n in sorted(names):
+        if n in result:
+            continue
+        plain = Path(n).with_suffix(".wav").as_posix()
+        candidates = [plain, n + ".wav"] + [f"{n}-{k}.wav" for k in range(2, len(names) + 3)]
+        result[n] = next(c for c in candidates if c.casefold() not in taken)
+        taken.add(result[n].casefold())
+    return result
+
+
+def _stage_folder(out: Path) -> Path:
+    """A new, empty staging folder beside `out` (same file system, so the finished corpus is renamed
+    into place); a stale one, left by a killed build (we hold the lock), is removed first."""
+    staging = out.parent / f".{out.name}.building"
+    if staging.exists():
+        if not (staging / _STAGING_MARK).is_file():
+            raise CorpusError(f"{staging} exists and was not made by a corpus build; move it away first.")
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    (staging / _STAGING_MARK).write_text("a corpus build in progress; removed when it finishes\n")
+    return staging
+
+
+def _swap_into_place(staging: Path, out: Path, cache: Path | None) -> None:
+    """Move the finished corpus from `staging` to `out`: a rename when `out` is missing or empty; a
+    rename of the old corpus aside, a rename of the new one in and removal of the old one when
+    `out` is a corpus being rebuilt (--force). The asterisk download cache moves to the new corpus."""
+    (staging / _STAGING_MARK).unlink()
+    if cache is not None and cache.is_dir() and cache.parent == out and not (staging / "_cache").exists():
+        os.replace(cache, staging / "_cache")
+    if out.is_dir() and any(out.iterdir()):
+        old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    try:
+        os.replace(staging, out)  # replaces an empty folder too
+    except OSError:  # e.g. `out` is an empty mount point: move the contents in one by one
+        for p in staging.iterdir():
+            shutil.move(str(p), str(out / p.name))
+        staging.rmdir()
+
+
 def build_corpus(out: str | os.PathLike, source: str | os.PathLike | None = None, progress: bool = True,
-                 layout: str = "auto") -> Path:
+                 layout: str = "auto", force: bool = False) -> Path:
     """Build (or reuse) a corpus folder from the Debian speech package or from any folder of audio.
 
     Args:
-        out: corpus folder to write.
+        out: corpus folder to write: a new or empty folder, or a corpus folder of ours.
         source: folder tree of audio files (wav/flac/ogg/mp3/NIST SPHERE/g722, any rate and channels),
             in any of the layouts of the module docstring; None for the Allison Smith English prompts
             (asterisk-core-sounds-en-g722, CC-BY-SA-3.0), without the `silence/` folder.
         progress: show a tqdm progress bar (files, and minutes of audio so far).
         layout: one of LAYOUTS; "auto" recognises TIMIT, LJSpeech and VCTK trees (`detect_layout`).
+        force: rebuild `out` even when it holds a corpus of other files (or of the same ones).
 
     Returns the corpus folder. Idempotent: if `out` already holds a corpus built from the same files
-    (same relative paths and sizes) with the same layout, nothing is redone. Memory stays bounded
-    (tens of MB over the interpreter, whatever the corpus and file sizes): files are decoded one at
-    a time, in blocks (`read_blocks`), and appended to each split's int16 array on disk. Unreadable
-    files are skipped and listed in corpus.json ("skipped").
+    (same relative paths and sizes) with the same layout, nothing is redone. A corpus of other files
+    is refused unless `force`, since runs trained on it record its fingerprint and a large one takes
+    hours to rebuild; with `force` the new corpus is built beside it and replaces it only once
+    complete, and only when the folder holds nothing but what a build writes (files added by hand
+    are listed and refused).
 
-    Raises CorpusError when the source holds no readable audio, cannot be obtained, or the disk
-    fills up (the half-built corpus then has no corpus.json, so it is never mistaken for a good one).
+    File safety: the source is only read. `out` must not be, contain or lie inside `source`
+    (symlinks resolved), and must be missing, empty or a corpus of ours. The corpus is written into
+    a staging folder beside `out` (`.NAME.building`) and renamed into place when complete, under a
+    lock (`.NAME.lock`) so two builds cannot share a folder; a killed build leaves `out` as it was.
+    Sources whose wav/ copies would share a name are all kept (`wav_names`); corpus.json lists them
+    under "renamed".
+
+    Memory stays bounded (tens of MB over the interpreter, whatever the corpus and file sizes): files
+    are decoded one at a time, in blocks (`read_blocks`), and appended to each split's int16 array on
+    disk. Unreadable files are skipped and listed in corpus.json ("skipped").
+
+    Raises CorpusError when the source holds no readable audio or cannot be obtained, the disk fills
+    up (`out` is then left as it was), `out` overlaps `source` or is not ours, or another build
+    holds `out` (the message names its pid).
     """
     from tqdm import tqdm
 
-    out = Path(out)
-    if source is None:
-        root = find_asterisk_sounds(out / "_cache")
-        layout, items = scan_source(root, "folder", exclude_dirs=("silence",))
-        description = {"name": "asterisk-core-sounds-en-g722 (en_US_f_Allison)", "licence": ASTERISK_LICENCE}
-    else:
+    given = Path(out)
+    if source is not None:
         root = Path(source)
         if not root.is_dir():
             raise CorpusError(f"{root} is not a folder of audio files.")
-        layout, items = scan_source(root, layout)
-        description = {"name": str(root.resolve()), "licence": "as given by the source"}
-    if not items:
-        raise CorpusError(f"No audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) found under {root}"
-                          + (f" in the {layout} layout." if layout != "folder" else "."))
-    _resolve_splits(items)
-    fingerprint = _fingerprint(root, [f.path for f in items])
-    meta_path = out / "corpus.json"
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if (meta.get("fingerprint") == fingerprint and meta.get("version") == CORPUS_VERSION
-                and meta.get("layout", "folder") == layout):
-            return out
-        meta_path.unlink()  # the folder is not a valid corpus until this build completes
-    out.mkdir(parents=True, exist_ok=True)
+        _check_source_and_out(root, given)
+    out = given.resolve() if given.is_symlink() else given  # a link to a folder: build in that folder
+    existing = _existing_corpus(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = None
     try:
-        rows, skipped, offsets, total, total_sq = _write_splits(out, items, progress, tqdm)
+        with FolderLock(out.parent / f".{out.name}.lock", f"A corpus build into {out}"):
+            existing = _existing_corpus(out)  # again, now that no other build can be writing it
+            cache = None
+            if source is None:
+                cache = out / "_cache"
+                if existing is None or not cache.is_dir():
+                    staging = _stage_folder(out)
+                    cache = staging / "_cache"
+                root = find_asterisk_sounds(cache)
+                layout, items = scan_source(root, "folder", exclude_dirs=EXCLUDE_DIRS)
+                description = {"name": "asterisk-core-sounds-en-g722 (en_US_f_Allison)", "licence": ASTERISK_LICENCE}
+            else:
+                layout, items = scan_source(root, layout)
+                description = {"name": str(root.resolve()), "licence": "as given by the source"}
+            if not items:
+                raise CorpusError(f"No audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) found under {root}"
+                                  + (f" in the {layout} layout." if layout != "folder" else "."))
+            resolve_splits(items)
+            fingerprint = _fingerprint(root, [f.path for f in items])
+            if existing is not None:
+                same = (existing.get("fingerprint") == fingerprint and existing.get("version") == CORPUS_VERSION
+                        and existing.get("layout", "folder") == layout)
+                if same and not force:
+                    return given
+                if not force:
+                    was = existing.get("source", {}).get("name", "?") if isinstance(existing.get("source"), dict) else "?"
+                    raise CorpusError(
+                        f"--out {out} already holds a corpus of other files ({existing.get('n_files', '?')} files "
+                        f"from {was}, layout {existing.get('layout', '?')}); this build is {len(items)} files from "
+                        f"{description['name']}, layout {layout}. Choose a new --out, or add --force to replace it "
+                        "(the new corpus is built beside it and replaces it only when complete; runs trained on "
+                        "the old one will then refuse to --resume on it).")
+                foreign = _foreign_entries(out)
+                if foreign:
+                    raise CorpusError(f"--force: {out} holds files a corpus build did not write "
+                                      f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); replacing "
+                                      "the corpus would delete them. Move them elsewhere first.")
+            if staging is None:
+                staging = _stage_folder(out)
+            _build_into(staging, root, items, layout, fingerprint, description, progress, tqdm)
+            _swap_into_place(staging, out, cache)
+            staging = None
+    except FolderBusyError as e:
+        raise CorpusError(str(e)) from None
+    finally:
+        if staging is not None and (staging / _STAGING_MARK).is_file():
+            shutil.rmtree(staging, ignore_errors=True)
+    return given
+
+
+def _build_into(out: Path, root: Path, items: list[SourceFile], layout: str, fingerprint: str, description: dict,
+                progress: bool, tqdm) -> None:
+    """Write a whole corpus into the (staging) folder `out`."""
+    wavs = wav_names([f.name for f in items])
+    try:
+        rows, skipped, offsets, total, total_sq = _write_splits(out, items, wavs, progress, tqdm)
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise CorpusError(f"The disk is full: could not finish the corpus in {out}. Free some space "
@@ -425,19 +394,20 @@ def build_corpus(out: str | os.PathLike, source: str | os.PathLike | None = None
     for s in SPLITS:
         os.replace(out / f"{s}.int16.partial", out / f"{s}.int16")
     os.replace(out / "manifest.jsonl.partial", out / "manifest.jsonl")
+    renamed = [{"file": r["file"], "wav": r["wav"]} for r in rows
+               if r["wav"] != Path(r["file"]).with_suffix(".wav").as_posix()]
     meta = {
         "version": CORPUS_VERSION, "source": description, "layout": layout, "fingerprint": fingerprint,
-        "sample_rate": SAMPLE_RATE, "n_files": len(rows), "skipped": skipped,
+        "sample_rate": SAMPLE_RATE, "n_files": len(rows), "skipped": skipped, "renamed": renamed,
         "splits": {s: {"files": sum(r["split"] == s for r in rows), "samples": offsets[s],
                        "seconds": offsets[s] / SAMPLE_RATE} for s in SPLITS},
         "normalization": {"mean": mean, "std": std},
     }
     (out / "corpus.json.partial").write_text(json.dumps(meta, indent=2))
-    os.replace(out / "corpus.json.partial", meta_path)  # written last: its presence marks a complete corpus
-    return out
+    os.replace(out / "corpus.json.partial", out / "corpus.json")  # written last: its presence marks a complete corpus
 
 
-def _write_splits(out: Path, items: list[SourceFile], progress: bool, tqdm):
+def _write_splits(out: Path, items: list[SourceFile], wavs: dict[str, str], progress: bool, tqdm):
     """Decode every file block by block into {split}.int16.partial and wav/; returns the manifest rows,
     the skipped files, the split sizes and float64 sums of x and x^2 over the train split."""
     import soundfile as sf
@@ -450,7 +420,7 @@ def _write_splits(out: Path, items: list[SourceFile], progress: bool, tqdm):
     try:
         for item in bar:
             split, dest = item.split, tmp[item.split]
-            wav_path = out / "wav" / Path(item.name).with_suffix(".wav")
+            wav_path = out / "wav" / wavs[item.name]
             n, s1, s2, wav = 0, 0.0, 0.0, None
             try:
                 rate, blocks = read_blocks(item.path)
@@ -480,8 +450,9 @@ def _write_splits(out: Path, items: list[SourceFile], progress: bool, tqdm):
             finally:
                 if wav is not None:
                     wav.close()
-            row = {"file": item.name, "split": split, "offset": offsets[split], "length": n, **item.info}
-            phn = _sibling(item.path, ".PHN")
+            row = {"file": item.name, "wav": wavs[item.name], "split": split, "offset": offsets[split],
+                   "length": n, **item.info}
+            phn = sibling(item.path, ".PHN")
             if phn is not None:
                 scale = SAMPLE_RATE / rate
                 row["phones"] = [[round(a * scale), round(b * scale), p] for a, b, p in read_phones(phn)]
@@ -620,10 +591,3 @@ class WindowBatches(torch.utils.data.Dataset):
             self._audio = np.memmap(self.path, dtype=np.int16, mode="r")
         offs = self.offsets[self.start_batch + i][self.rank::self.world_size]
         return torch.from_numpy(read_windows(self._audio, offs, self.window))  # [B_local, window]
-
-
-def copy_examples(corpus: Corpus, dest: Path, names: list[str]) -> None:
-    """Copy chosen test-split wav files into `dest` (for assets/examples)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        shutil.copy(corpus.root / "wav" / Path(name).with_suffix(".wav"), dest / Path(name).with_suffix(".wav").name)

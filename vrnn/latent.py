@@ -5,10 +5,10 @@
     heard = reconstruct(model, waveform)                    # float32 [N]: decoder mean along the posterior-mean path
     more = continue_clip(model, waveform, at=1.0, seconds=2.0, seed=0)   # condition on 0..1 s, then sample
 
-`reconstruct` and `continue_clip` run the model one frame at a time, written with the model's public parts
-(phi_x, encoder, encoder_head, phi_z, rnn, prior_params, decoder_params; Chung et al. 2015, eqs. (5)-(9)),
+`reconstruct` and `continue_clip` run the model one frame at a time with its public parts (`VRNN.step`,
+`prior_params`, `decoder_params`, `draw_frame`, `generation_noise`; Chung et al. 2015, eqs. (5)-(9)),
 because `VRNN.forward` returns neither the decoder's parameters nor the LSTM state, and `VRNN.sample` cannot
-start from a given state. tests/test_latent.py checks the loop against `VRNN.forward` (KL_t, log p(x_t | .),
+start from a given state (with a `state=` argument there, `continue_clip`'s loop would be one call). tests/test_latent.py checks the loop against `VRNN.forward` (KL_t, log p(x_t | .),
 posterior means) and the continuation from t = 0 against `generate` with the same seed, so a change of the
 model shows up there. No Streamlit, no files here except `Projection.save`/`load`.
 """
@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from .audio import FRAME_SIZE, SAMPLE_RATE, AudioError, frame
-from .model import VRNN
+from .distributions import gaussian_kl
+from .model import VRNN, generation_noise
 
 Progress = Callable[[int, int], None]  # called as progress(frames_done, frames_total)
 PROGRESS_EVERY = 256  # frames between progress calls of the frame loops (3.2 s of audio)
@@ -139,10 +140,10 @@ def _decoder_mean(model: VRNN, params: tuple[torch.Tensor, ...]) -> torch.Tensor
     return params[0]
 
 
-def _check(waveform: np.ndarray) -> np.ndarray:
+def _check(waveform: np.ndarray, frame_size: int = FRAME_SIZE) -> np.ndarray:
     w = np.asarray(waveform, dtype=np.float32).reshape(-1)
-    if w.shape[0] < FRAME_SIZE:
-        raise AudioError(f"The clip has {w.shape[0]} samples; at least one frame of {FRAME_SIZE} is needed.")
+    if w.shape[0] < frame_size:
+        raise AudioError(f"The clip has {w.shape[0]} samples; at least one frame of {frame_size} is needed.")
     if not np.isfinite(w).all():
         raise AudioError("The clip contains NaN or infinite samples.")
     return w
@@ -155,54 +156,45 @@ def listen(model: VRNN, waveform: np.ndarray, n_frames: int | None = None,
     a time along the posterior mean, keeping what `VRNN.forward` does not return: the decoder's mean at
     every frame and the final LSTM state.
 
-    waveform: float32 [N] at 16 kHz, not normalised (the model's statistics are applied). Per frame t
-    (Chung et al. 2015): mu_z,t from the encoder q(z_t | x_t, h_{t-1}) (eq. 9), z_t = mu_z,t, the prior
-    p(z_t | h_{t-1}) (eq. 5), the decoder p(x_t | z_t, h_{t-1}) (eq. 6), h_t = LSTM([phi_x(x_t), phi_z(z_t)],
-    h_{t-1}) (eq. 7). RNN models: h_t = LSTM(phi_x(x_t), h_{t-1}) and p(x_t | h_{t-1}).
+    waveform: float32 [N] at 16 kHz, not normalised (the model's statistics are applied). Per frame t:
+    `VRNN.step` with no noise (the encoder q(z_t | x_t, h_{t-1}), eq. 9, z_t = mu_z,t, h_t = LSTM(...),
+    eq. 7); then, batched over the stacked h_{t-1}: the prior (eq. 5), the decoder (eq. 6) and KL_t.
     progress(frames_done, n_frames) is called every PROGRESS_EVERY frames and at the end.
-    Raises AudioError for fewer than 200 samples or non-finite samples.
+    Raises AudioError for fewer than one frame or non-finite samples.
     """
-    w = _check(waveform)
+    w = _check(waveform, model.config.x_dim)
     c = model.config
-    dev = model.x_mean.device
-    frames = frame(w)
+    dev, dtype = model.x_mean.device, model.x_mean.dtype
+    frames = frame(w, c.x_dim)
     T = frames.shape[0] if n_frames is None else max(0, min(int(n_frames), frames.shape[0]))
-    x = model.normalize(torch.from_numpy(np.ascontiguousarray(frames[:T])).to(dev))  # [T, X]
-    h = torch.zeros(1, c.h_dim, device=dev)
-    cell = torch.zeros_like(h)
+    x = model.normalize(torch.from_numpy(np.ascontiguousarray(frames[:T])).to(dev, dtype))  # [T, X]
+    h = torch.zeros(1, c.h_dim, device=dev, dtype=dtype)
+    state = (h, torch.zeros_like(h))  # (h_0, c_0)
     px = model.phi_x(x)  # [T, Dx], all frames at once (it does not depend on the state)
-    hs, zs, phis = [], [], []
+    hs, posts = [], []
     for t in range(T):
-        hs.append(h)  # h_{t-1}
-        if c.has_latent:
-            raw = model.encoder_head(model.encoder(torch.cat([px[t:t + 1], h], -1)))  # [1, 2Z], eq. (9)
-            z = raw[:, :c.z_dim]  # the posterior mean mu_z,t
-            pz = model.phi_z(z)
-            zs.append(z)
-            phis.append(pz)
-            inp = torch.cat([px[t:t + 1], pz], -1)
-        else:
-            inp = px[t:t + 1]
-        h, cell = model.rnn(inp, (h, cell))  # eq. (7)
-        if progress is not None and ((t + 1) % PROGRESS_EVERY == 0):
+        hs.append(state[0])  # h_{t-1}
+        post, state = model.step(px[t:t + 1], state)  # eps None: z_t = mu_z,t
+        posts.append(post)
+        if progress is not None and (t + 1) % PROGRESS_EVERY == 0:
             progress(t + 1, T)
     h_prev = torch.cat(hs) if hs else x.new_zeros(0, c.h_dim)  # [T, H]
     if c.has_latent:
-        z = torch.cat(zs) if zs else x.new_zeros(0, c.z_dim)
-        mu_q, sigma_q = model._gaussian(model.encoder_head(model.encoder(torch.cat([px, h_prev], -1))))
+        mu_q, sigma_q = (torch.cat(v) for v in zip(*[(p.mean, p.std) for p in posts], strict=True)) if posts \
+            else (x.new_zeros(0, c.z_dim),) * 2
+        phi_z = torch.cat([p.phi_z for p in posts]) if posts else None
         mu_p, sigma_p = model.prior_params(h_prev)  # eq. (5)
-        dec = model.decoder_params(torch.cat(phis) if phis else None, h_prev)  # eq. (6)
-        from .distributions import gaussian_kl
-
+        dec = model.decoder_params(phi_z, h_prev)  # eq. (6)
         kl = gaussian_kl(mu_q, sigma_q, mu_p, sigma_p)
+        z = mu_q
     else:
-        z = None
         dec = model.decoder_params(None, h_prev)
-        kl = torch.zeros(T, device=dev)
+        kl = torch.zeros(T, device=dev, dtype=dtype)
+        z = None
     if progress is not None:
         progress(T, T)
     return Heard(x_mean=_decoder_mean(model, dec), kl=kl, log_px=model.output_log_prob(x, dec), z_mean=z,
-                 state=(h, cell))
+                 state=state)
 
 
 def reconstruct(model: VRNN, waveform: np.ndarray, progress: Progress | None = None) -> np.ndarray:
@@ -237,39 +229,32 @@ def continue_clip(model: VRNN, waveform: np.ndarray, at: float, seconds: float, 
     if at < 0:
         raise ValueError(f"the continuation point must be >= 0 s, got {at}.")
     c = model.config
-    dev = model.x_mean.device
-    n_prefix = int(np.floor(at * SAMPLE_RATE / FRAME_SIZE + 1e-9))
-    n_new = max(1, int(round(seconds * SAMPLE_RATE / FRAME_SIZE)))
-    w = _check(waveform)
-    n_prefix = min(n_prefix, len(w) // FRAME_SIZE)
+    dev, dtype = model.x_mean.device, model.x_mean.dtype
+    X = c.x_dim
+    n_prefix = int(np.floor(at * SAMPLE_RATE / X + 1e-9))
+    n_new = max(1, int(round(seconds * SAMPLE_RATE / X)))
+    w = _check(waveform, X)
+    n_prefix = min(n_prefix, len(w) // X)
     if n_prefix > 0:
-        h, cell = listen(model, w, n_prefix, progress=None).state
+        state = listen(model, w, n_prefix).state
     else:
-        h = torch.zeros(1, c.h_dim, device=dev)
-        cell = torch.zeros_like(h)
-    gen = torch.Generator(device=dev).manual_seed(int(seed))
-    draw = lambda f, d: f((n_new, 1, d), generator=gen, device=dev)  # noqa: E731
-    eps_z = draw(torch.randn, c.z_dim) if c.has_latent else None
-    gumbel = draw(torch.rand, c.n_components).log_().neg_().log_().neg_() if c.gmm_output else None
-    eps_x = draw(torch.randn, c.x_dim) if output_noise else None
+        h = torch.zeros(1, c.h_dim, device=dev, dtype=dtype)
+        state = (h, torch.zeros_like(h))
+    noise = generation_noise(c, n_new, 1, torch.Generator(device=dev).manual_seed(int(seed)), output_noise, dev,
+                             dtype)
     out = []
-    for t in range(n_new):
+    for t in range(n_new):  # VRNN.sample's loop, from `state` instead of zeros
+        h, _ = state
+        phi_z_t = None
         if c.has_latent:
-            mu, sigma = model.prior_params(h)  # eq. (5)
-            pz = model.phi_z(mu + sigma * eps_z[t])
-        else:
-            pz = None
-        dec = model.decoder_params(pz, h)  # eq. (6)
-        if c.gmm_output:  # the component by Gumbel-max, then its Gaussian
-            logits, mus, sigmas = dec
-            k = (logits + gumbel[t]).argmax(-1)
-            mu_x, sigma_x = mus[0, k], sigmas[0, k]
-        else:
-            mu_x, sigma_x = dec
-        x_t = mu_x + sigma_x * eps_x[t] if eps_x is not None else mu_x  # [1, X]
+            mu_0, sigma_0 = model.prior_params(h)  # p(z_t | h_{t-1}), eq. (5)
+            phi_z_t = model.phi_z(mu_0 + sigma_0 * noise.eps_z[t])
+        x_t = model.draw_frame(model.decoder_params(phi_z_t, h),  # p(x_t | z_t, h_{t-1}), eq. (6)
+                               None if noise.gumbel is None else noise.gumbel[t],
+                               None if noise.eps_x is None else noise.eps_x[t])
         out.append(x_t)
-        p = model.phi_x(x_t)
-        h, cell = model.rnn(p if pz is None else torch.cat([p, pz], -1), (h, cell))  # eq. (7)
+        phi_x_t = model.phi_x(x_t)
+        state = model.rnn(phi_x_t if phi_z_t is None else torch.cat([phi_x_t, phi_z_t], -1), state)  # eq. (7)
         if progress is not None and ((t + 1) % PROGRESS_EVERY == 0 or t + 1 == n_new):
             progress(t + 1, n_new)
     return model.denormalize(torch.cat(out)).reshape(-1).float().cpu().numpy()

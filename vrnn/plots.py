@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .analysis import Analysis
-from .audio import FRAME_SECONDS, FRAME_SIZE, SAMPLE_RATE
+from .audio import FRAME_SECONDS, FRAME_SIZE, SAMPLE_RATE, resample
 
 COLORS = {"delta": "#1f5fa8", "kl": "#c2410c", "wave": "#3f3f46", "log_px": "#15803d",
           "prior": "#7c3aed", "posterior": "#0891b2"}
@@ -118,6 +118,7 @@ _MEL_CACHE: dict[tuple[int, int, int], np.ndarray] = {}
 def log_mel(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, n_mels: int = N_MELS) -> np.ndarray:
     """Log-mel spectrogram aligned with the model's frames: [n_mels, T] dB (0 dB = the clip's loudest bin).
 
+    waveform: mono [N] at `sample_rate` Hz, any rate (resampled to 16 kHz first; see `vrnn.audio`).
     STFT window 400 samples (25 ms, periodic Hann), hop 200 samples (12.5 ms, one model frame), centred
     with zero padding, so column t is centred near frame t's centre; power spectrum, `mel_filterbank`,
     10 log10 with an 80 dB floor below the maximum. The same numbers as librosa.feature.melspectrogram +
@@ -125,10 +126,10 @@ def log_mel(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, n_mels: int = 
     4-6 s first call.
     """
     n_fft, hop = 2 * FRAME_SIZE, FRAME_SIZE
-    key = (sample_rate, n_fft, n_mels)
+    key = (SAMPLE_RATE, n_fft, n_mels)
     if key not in _MEL_CACHE:
-        _MEL_CACHE[key] = mel_filterbank(sample_rate, n_fft, n_mels)
-    y = np.pad(np.asarray(waveform, dtype=np.float32).reshape(-1), n_fft // 2)  # centred, zeros as librosa
+        _MEL_CACHE[key] = mel_filterbank(SAMPLE_RATE, n_fft, n_mels)
+    y = np.pad(resample(waveform, sample_rate).reshape(-1), n_fft // 2)  # centred, zeros as librosa
     n_cols = 1 + (len(y) - n_fft) // hop
     frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop][:n_cols]  # [T, n_fft]
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic Hann
