@@ -409,15 +409,29 @@ def clip_projection(ref: CheckpointRef, clip: Clip, a: vrnn.Analysis):
     return _clip_projection(ref.key, clip.digest, a.z_mean)
 
 
-def reference_segments(clip: Clip) -> list[tuple[float, float, str]] | None:
-    """Reference phone segments of `clip` [(start_s, end_s, label), ...], or None when there are none.
+@st.cache_data(max_entries=64, show_spinner=False)
+def _textgrid_phones(path: str, mtime_ns: int, duration: float) -> list[tuple[float, float, str]] | None:
+    from vrnn.segments import SegmentsError, read_reference
 
-    HOOK for the segmentation issue (vrnn/segments.py, being written): return the clip's reference phones
-    here (e.g. from a TextGrid/.PHN beside an example clip, or a forced alignment) and the latent trajectory
-    is coloured by phone label (vrnn.latent.frame_labels + plots.trajectory_figure(labels=...)); reference
-    boundaries can go on Figure 2's rows with plots.vlines through figure2(shapes={row: ...}).
-    """
-    return None
+    try:
+        ref = read_reference(path, duration)
+    except (SegmentsError, OSError):
+        return None
+    return [(s.start, s.end, s.label) for s in ref.phones] or None
+
+
+def reference_segments(clip: Clip) -> list[tuple[float, float, str]] | None:
+    """Reference phone segments of `clip` [(start_s, end_s, label), ...]: those of a TextGrid beside an example
+    clip (same name, `.TextGrid`; read with vrnn.segments.read_reference), else None (uploads, recordings).
+    The latent trajectory is coloured by these labels (vrnn.latent.frame_labels); boundary lines can go on
+    Figure 2's rows with figure2(shapes={row: plots.vlines(...)}). An unreadable file counts as none."""
+    path = find_examples().get(clip.name)
+    if path is None:
+        return None
+    grid = next((p for p in (path.with_suffix(".TextGrid"), path.with_suffix(".textgrid")) if p.is_file()), None)
+    if grid is None:
+        return None
+    return _textgrid_phones(str(grid), grid.stat().st_mtime_ns, clip.seconds)
 
 
 def reconstruction(ref: CheckpointRef, model: vrnn.VRNN, clip: Clip) -> np.ndarray:

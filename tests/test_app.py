@@ -520,3 +520,20 @@ def test_the_same_seed_continues_the_same_way(app_env):
     w, _ = vrnn.load_audio(app_env["examples"] / "clip0.wav")
     a, b = (continue_clip(model, w, 1.0, 0.5, seed=4) for _ in range(2))
     np.testing.assert_array_equal(a, b)
+
+
+def test_trajectory_is_coloured_by_reference_phones_from_a_textgrid(app_env, tmp_path, monkeypatch):
+    import shutil
+
+    from vrnn.segments import Reference, Segment, write_textgrid
+
+    shutil.copy(app_env["examples"] / "clip0.wav", tmp_path / "clip0.wav")
+    write_textgrid(Reference([Segment(0.0, 0.6, "sil"), Segment(0.6, 1.2, "ah"), Segment(1.2, 2.0, "s")], 2.0),
+                   tmp_path / "clip0.TextGrid")
+    monkeypatch.setenv("VRNN_EXAMPLES", str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert_clean(at)
+    (traj,) = [f for f in all_figures(at) if f["layout"].get("meta", {}).get("dims")]
+    names = [d["name"] for d in traj["data"] if d.get("showlegend")]
+    assert {"ah", "s"} <= set(names)
+    assert any("Coloured by reference phone" in c.value for c in at.caption)
