@@ -110,9 +110,11 @@ def trajectory(highlight: tuple[float, float] | None) -> None:
     segments = ui.reference_segments(clip)
     labels = frame_labels(a.times, segments) if segments else None
     names = [f"PC{k + 1} ({100 * e:.0f} %)" for k, e in enumerate(proj.explained)]
+    post, prior = ui.memo("projected", (ref.key, clip.digest, kind, proj.source), 16,
+                          lambda: (proj(a.z_mean), proj(a.prior_mean)))  # [T, 3] each
     fig = ui.memo("trajectory", (ref.key, clip.digest, kind, dims, highlight, proj.source, bool(labels)), 32,
-                  lambda: trajectory_figure(proj(a.z_mean)[:, :dims], proj(a.prior_mean)[:, :dims], a.times,
-                                            highlight=highlight, labels=labels, axis_names=names))
+                  lambda: trajectory_figure(post[:, :dims], prior[:, :dims], a.times, highlight=highlight,
+                                            labels=labels, axis_names=names))
     ui.plotly(fig, key="trajectory")
     st.caption(f"Projection fitted on {proj.source}; the percentages are the variance along each axis there. "
                + ("Coloured by reference phone." if labels else "Coloured by time.")
