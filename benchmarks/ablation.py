@@ -6,7 +6,10 @@ Extracts `vrnn/` at --rev (default: the commit that introduced the engine, befor
 temporary folder, imports it as `vrnn_before`, loads the current model's state dict into it, and times
 the three loops of benchmarks/engine.py on both, alternating runs: the teacher-forced posterior-mean
 pass over 30 s at batch 1 (model forward only), generation of 10 s, and one training step (64 x 40,
-forward + backward + Adam). Each thread count in --threads is measured separately. Medians in seconds.
+forward + backward + Adam). Each side runs its fast path: `vrnn.fused.FusedVRNN` where the revision has
+it (with the thread split `inference_threads` picks for batch 1, as `analyze` does), else the model's own
+forward and sample (the engine was fused into `vrnn.model` before issue 11). Each thread count in
+--threads is measured separately. Medians in seconds.
 The log of predictions and results is in benchmarks/README.md.
 """
 
@@ -25,10 +28,9 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from vrnn import VRNN, preset
 
-from vrnn import VRNN, preset  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ENGINE_COMMIT = "880cdf8"  # "Engine: config, audio front end, ..." - the code before issue 5
 
@@ -43,6 +45,16 @@ def import_revision(rev: str, tmp: Path):
     sys.modules["vrnn_before"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def fast_path(pkg, model, batch_size: int, training: bool = False):
+    """`model`'s fast path in package `pkg` (the working tree's `vrnn` or `vrnn_before`): its FusedVRNN with
+    the thread split its callers use, or the model itself where the revision has no vrnn/fused.py."""
+    fused = getattr(pkg, "fused", None)
+    if fused is None:
+        return model
+    threads = 1 if training else fused.inference_threads(batch_size, "cpu")
+    return fused.FusedVRNN(model, threads=threads)
 
 
 def median_pair(fns: dict, repeats: int) -> dict:
@@ -75,38 +87,40 @@ def main() -> None:
         before = before_pkg.VRNN(before_pkg.preset(args.preset, args.family), 0.0, 0.1).eval()
         before.load_state_dict(now.state_dict())
         models = {"before": before, "now": now}
+        packages = {"before": before_pkg, "now": sys.modules["vrnn"]}
         gen = torch.Generator().manual_seed(0)
         x1 = torch.randn(1, args.analysis_frames, now.config.x_dim, generator=gen) * 0.5
         xb = torch.randn(64, 40, now.config.x_dim, generator=gen) * 0.5
         noise = torch.randn(64, 40, now.config.z_dim, generator=gen)
         opts = {k: torch.optim.Adam(m.parameters(), lr=1e-6) for k, m in models.items()}
 
-        def analysis(m):
+        def analysis(k):
             with torch.inference_mode():
-                return m(x1, sample=False)
+                return fast_path(packages[k], models[k], 1)(x1, sample=False)
 
-        def generation(m):
+        def generation(k):
             with torch.inference_mode():
-                return m.sample(args.generation_frames, generator=torch.Generator().manual_seed(0))
+                return fast_path(packages[k], models[k], 1).sample(args.generation_frames,
+                                                                    generator=torch.Generator().manual_seed(0))
 
         def train_step(k):
             m = models[k].train()
-            loss = -m(xb, noise=noise).elbo.mean()
+            loss = -fast_path(packages[k], m, 64, training=True)(xb, noise=noise).elbo.mean()
             opts[k].zero_grad(set_to_none=True)
             loss.backward()
             opts[k].step()
             m.eval()
 
-        a, b = analysis(before), analysis(now)
+        a, b = analysis("before"), analysis("now")
         print(f"check: max |KL before - now| / max |KL| = {float((a.kl - b.kl).abs().max() / b.kl.abs().max()):.1e}")
         print(f"{'threads':>7} {'measurement':28} {'before s':>9} {'now s':>9} {'speed-up':>9}")
         for n in args.threads:
             torch.set_num_threads(n)
             rows = {
                 f"analysis {args.analysis_frames} frames b=1": median_pair(
-                    {k: (lambda m=m: analysis(m)) for k, m in models.items()}, args.repeats),
+                    {k: (lambda k=k: analysis(k)) for k in models}, args.repeats),
                 f"generation {args.generation_frames} frames": median_pair(
-                    {k: (lambda m=m: generation(m)) for k, m in models.items()}, args.repeats),
+                    {k: (lambda k=k: generation(k)) for k in models}, args.repeats),
                 "training step 64 x 40": median_pair({k: (lambda k=k: train_step(k)) for k in models}, args.repeats),
             }
             for name, r in rows.items():

@@ -10,10 +10,11 @@ from .analysis import Analysis, analyze, generate
 from .audio import FRAME_SIZE, SAMPLE_RATE, AudioError, load_audio
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import FAMILIES, ModelConfig, TrainConfig, preset
+from .fused import FusedVRNN
 from .model import VRNN, VRNNOutput
 
 __all__ = [
     "Analysis", "analyze", "generate", "FRAME_SIZE", "SAMPLE_RATE", "AudioError", "load_audio",
     "CheckpointError", "load_checkpoint", "read_checkpoint", "save_checkpoint", "FAMILIES", "ModelConfig",
-    "TrainConfig", "preset", "VRNN", "VRNNOutput",
+    "TrainConfig", "preset", "VRNN", "VRNNOutput", "FusedVRNN",
 ]

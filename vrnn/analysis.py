@@ -15,6 +15,7 @@ import torch
 
 from .audio import FRAME_SIZE, SAMPLE_RATE, AudioError, frame, frame_times
 from .distributions import gaussian_kl_per_dim
+from .fused import FusedVRNN, inference_threads
 from .model import VRNN
 
 CSV_COLUMNS = ("time_s", "delta_t", "kl_t_nats", "log_px_t_nats")  # the per-frame table's columns
@@ -82,7 +83,7 @@ class Analysis:
 
 @torch.inference_mode()
 def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, sample: bool = False,
-            seed: int = 0) -> Analysis:
+            seed: int = 0, fast: bool = True) -> Analysis:
     """Run the posterior pass of `model` over one clip and return Figure 2's quantities.
 
     Args:
@@ -92,6 +93,8 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
         sample_rate: must be 16000 (resample with `load_audio`).
         sample: by default the pass follows the posterior mean (z_t = mu_z,t, no sampling noise), so a
             figure is reproducible; True draws z_t ~ q(z_t | x_t, h_{t-1}) with `seed`.
+        fast: run the fused CPU path (`vrnn.fused.FusedVRNN`, split over torch's threads); False runs
+            the readable `model.forward` (the same numbers, slower; whole-clip activations in memory).
 
     `elbo` is evaluated along the analysed path (mean path by default: then it is the ELBO's
     integrand at z = mu, not a bound in expectation). Raises AudioError for a rate other than
@@ -106,9 +109,11 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
         raise AudioError("The clip contains NaN or infinite samples.")
     frames = frame(waveform)  # [T, X]
     device = model.x_mean.device
-    x = model.normalize(torch.from_numpy(np.ascontiguousarray(frames)).to(device))[None]  # [1, T, X]
+    dtype = model.x_mean.dtype  # float32, or float64 for a model cast with .double()
+    x = model.normalize(torch.from_numpy(np.ascontiguousarray(frames)).to(device, dtype))[None]  # [1, T, X]
     gen = torch.Generator(device=device).manual_seed(seed)
-    out = model(x, sample=sample, generator=gen)
+    net = FusedVRNN(model, threads=inference_threads(1, device)) if fast else model
+    out = net(x, sample=sample, generator=gen)
     times = frame_times(frames.shape[0])
     log_px = out.log_px[0].double().cpu().numpy()
     kw = dict(times=times, log_px=log_px, elbo=float(out.elbo[0]), waveform=frames.reshape(-1).copy(),
@@ -127,17 +132,20 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
 
 @torch.inference_mode()
 def generate(model: VRNN, seconds: float = 3.0, seed: int = 0, n_samples: int = 1,
-             output_noise: bool = True) -> np.ndarray:
+             output_noise: bool = True, fast: bool = True) -> np.ndarray:
     """Sample speech-like audio from the model (Chung et al. 2015, Figure 3).
 
     z_t comes from the prior p(z_t | h_{t-1}) and x_t from p(x_t | z_t, h_{t-1}); the result is
     de-normalised with the model's training statistics. Returns float32 [N] at 16 kHz (n_samples = 1)
-    or [n_samples, N]. Raises ValueError for a non-positive length.
+    or [n_samples, N]. `fast` runs the fused CPU loop (`vrnn.fused.FusedVRNN.sample`), False the readable
+    `model.sample`; both draw the same noise for a seed and give the same audio. Raises ValueError for a
+    non-positive length.
     """
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}.")
     n_frames = max(1, int(round(seconds * SAMPLE_RATE / FRAME_SIZE)))
     gen = torch.Generator(device=model.x_mean.device).manual_seed(seed)
-    x = model.sample(n_frames, batch_size=n_samples, generator=gen, output_noise=output_noise)  # [B, T, X]
+    net = FusedVRNN(model, threads=inference_threads(n_samples, model.x_mean.device)) if fast else model
+    x = net.sample(n_frames, batch_size=n_samples, generator=gen, output_noise=output_noise)  # [B, T, X]
     audio = model.denormalize(x).reshape(n_samples, -1).float().cpu().numpy()
     return audio[0] if n_samples == 1 else audio

@@ -22,6 +22,7 @@ import torch
 
 from .audio import FRAME_SIZE, frame
 from .distributions import log_mean_exp
+from .fused import FusedVRNN, inference_threads
 from .model import VRNN
 
 
@@ -48,7 +49,7 @@ class Scores:
 
 @torch.no_grad()
 def score_sequences(model: VRNN, chunks: np.ndarray | torch.Tensor, samples: int = 1, batch_size: int = 64,
-                    seed: int = 0, progress: bool = False) -> Scores:
+                    seed: int = 0, progress: bool = False, fast: bool = True) -> Scores:
     """Score waveform chunks.
 
     Args:
@@ -57,6 +58,7 @@ def score_sequences(model: VRNN, chunks: np.ndarray | torch.Tensor, samples: int
         samples: K, importance samples per sequence for VRNN models (1 = ELBO only).
         batch_size: sequences per forward pass (each repeated K times).
         seed: makes the result deterministic.
+        fast: run the fused CPU path (`vrnn.fused.FusedVRNN`); False runs the readable `model.forward`.
 
     Returns Scores with the ELBO (posterior sampled once per sequence) and the K-sample estimate
     of log p(x) (for RNNs both are the exact log-likelihood). Raises ValueError for no chunks.
@@ -72,16 +74,17 @@ def score_sequences(model: VRNN, chunks: np.ndarray | torch.Tensor, samples: int
     elbo_sum, ll_sum = 0.0, 0.0
     K = samples if model.config.has_latent else 1
     bs = max(1, batch_size // max(1, K)) if K > 1 else batch_size
+    net = FusedVRNN(model, threads=inference_threads(bs, device)) if fast else model
     for start in tqdm(range(0, chunks.shape[0], bs), desc="evaluate", unit="batch", disable=not progress):
         x = model.normalize(torch.from_numpy(frame(chunks[start:start + bs].numpy())).to(device))  # [b, T, X]
         b = x.shape[0]
-        out = model(x, sample=True, generator=gen)
+        out = net(x, sample=True, generator=gen)
         elbo_sum += out.elbo.sum().item()
         if K == 1:
             ll_sum += out.log_weight.sum().item() if not model.config.has_latent else out.elbo.sum().item()
             continue
         xk = x.repeat(K, 1, 1)  # [K * b, T, X], sample k of sequence i at row k * b + i
-        log_w = model(xk, sample=True, generator=gen).log_weight.view(K, b)  # [K, b]
+        log_w = net(xk, sample=True, generator=gen).log_weight.view(K, b)  # [K, b]
         ll_sum += log_mean_exp(log_w, dim=0).sum().item()
     S = chunks.shape[0]
     return Scores(S, n_frames, elbo_sum / S, ll_sum / S)

@@ -1,39 +1,49 @@
-"""The VRNN and its RNN baselines (Chung et al. 2015, section 3). Pure: no I/O, no logging.
+"""The VRNN of Chung et al. 2015 (section 3) and its RNN baselines, written as the paper writes it.
 
-Notation (batch first, [B, T, D]):
-    x_t      frame t of the normalised waveform, [B, T, X] with X = 200 samples
-    h_{t-1}  LSTM output before step t, [B, T, H]
-    z_t      latent variable, [B, T, Z]
+Pure: no I/O, no logging. Shapes are batch first, [B, T, D]:
 
-    prior    p(z_t | h_{t-1})            = N(mu_0,t, diag sigma_0,t^2)               eq. (5)
-    encoder  q(z_t | x_t, h_{t-1})       = N(mu_z,t, diag sigma_z,t^2), from phi_x(x_t)   eq. (9)
-    decoder  p(x_t | z_t, h_{t-1})       = N(mu_x,t, diag sigma_x,t^2) or a GMM, from phi_z(z_t)  eq. (6)
-    recurrence h_t = LSTM([phi_x(x_t), phi_z(z_t)], h_{t-1})                           eq. (7)
+    x_t      frame t of the normalised waveform                       x  [B, T, X], X = 200 samples
+    h_{t-1}  the LSTM's output before step t (h_0 = 0)                h  [B, T, H]
+    z_t      the latent variable of step t                            z  [B, T, Z]
 
-Only what feeds the recurrence runs inside the time loop (the encoder, phi_z and the LSTM cell).
-phi_x runs over all steps at once, and the first layers' input projections of the encoder and the
-LSTM are precomputed for all steps; the prior and the decoder run batched on the stacked states.
-Products that share an input are fused into one (h_{t-1} feeds the encoder and the gates), long
-inputs run in blocks of BLOCK_FRAMES steps, and the RNN baselines, whose recurrence has no feedback,
-use the library's LSTM. Generation must run every network at every step; it fuses the same way.
-The speed and its measurements: benchmarks/README.md; equality with a straightforward per-step
-implementation: tests/test_reference.py.
+The networks, each a module of `VRNN` named as in the paper (phi^x_tau, phi^z_tau, phi^prior_tau,
+phi^enc_tau, phi^dec_tau), and the equation each implements:
+
+    phi_x     features of x_t                   phi_x(x_t)                             [.., X] -> [.., Dx]
+    phi_z     features of z_t                   phi_z(z_t)                             [.., Z] -> [.., Dz]
+    prior     p(z_t | h_{t-1})      = N(mu_0,t, diag sigma_0,t^2)                      eq. (5)   `prior_params`
+    encoder   q(z_t | x_t, h_{t-1}) = N(mu_z,t, diag sigma_z,t^2), from phi_x(x_t)     eq. (9)   `posterior_params`
+    decoder   p(x_t | z_t, h_{t-1}) = N(mu_x,t, diag sigma_x,t^2) or a GMM,
+              from phi_z(z_t)                                                          eq. (6)   `decoder_params`
+    rnn       h_t = LSTM([phi_x(x_t), phi_z(z_t)], h_{t-1})                            eq. (7)   `step`
+    objective sum_t [ log p(x_t | z_t, h_{t-1}) - KL(q(z_t | x_t, h_{t-1}) || p(z_t | h_{t-1})) ]
+                                                                                       eq. (11)  `VRNNOutput.elbo`
+
+The family switch (`ModelConfig.family`): `vrnn-gauss` and `vrnn-gmm` are the model above with a
+Gaussian or a mixture-of-Gaussians output; `vrnn-i-gauss` has no prior network, its prior is N(0, I)
+at every step (the paper's VRNN-I); `rnn-gauss` and `rnn-gmm` have no z_t at all:
+h_t = LSTM(phi_x(x_t), h_{t-1}) and p(x_t | h_{t-1}) (eq. (1) and (2)), whose log-likelihood is exact.
+
+`VRNN.forward` is the teacher-forced pass (training, evaluation, analysis) and `VRNN.sample` generates
+(z_t from the prior, never from the encoder). Only what feeds the recurrence runs inside the time
+loop (`step`: encoder, phi_z, LSTM cell); phi_x runs over all steps before it, the prior and the
+decoder over the stacked states after it. `vrnn.fused.FusedVRNN` computes the same numbers faster on
+CPU from this model's weights; `analyze`, `generate`, `score_sequences` and `train` use it unless
+called with `fast=False`; tests/test_fused.py checks that the two agree.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .config import ModelConfig
 from .distributions import gaussian_kl, gaussian_log_prob, gmm_log_prob, std_from_raw
 
 INIT_RANGE = 0.08  # weights ~ U(-0.08, 0.08), as the authors' code (jych/nips2015_vrnn)
-BLOCK_FRAMES = 256  # steps per block of a long input (3.2 s): bounds the batched activations' memory
-SPLIT_MIN_BYTES = 2**20  # loop weights at least this large are split over threads (see _split_parts)
 
 
 def mlp(in_dim: int, sizes: tuple[int, ...]) -> nn.Sequential:
@@ -43,6 +53,12 @@ def mlp(in_dim: int, sizes: tuple[int, ...]) -> nn.Sequential:
         layers += [nn.Linear(in_dim, size), nn.ReLU()]
         in_dim = size
     return nn.Sequential(*layers)
+
+
+def gaussian_params(raw: torch.Tensor, sigma_min: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A head's output [..., 2D] -> (mu, sigma) [..., D] each, sigma = softplus(raw sigma) + sigma_min."""
+    mu, raw_sigma = raw.chunk(2, dim=-1)
+    return mu, std_from_raw(raw_sigma, sigma_min)
 
 
 @dataclass
@@ -68,8 +84,8 @@ class VRNNOutput:
 
     @property
     def elbo(self) -> torch.Tensor:
-        """[B] sum_t ( log p(x_t | z_t, h_{t-1}) - KL_t ): the ELBO (eq. (11)); the exact
-        log-likelihood for RNNs."""
+        """[B] sum_t ( log p(x_t | z_t, h_{t-1}) - KL_t ): the ELBO, Chung et al. 2015, eq. (11) (one
+        sample of z per step; the KL in closed form). The exact log-likelihood for RNNs."""
         return (self.log_px - self.kl).sum(-1)
 
     @property
@@ -81,11 +97,21 @@ class VRNNOutput:
         return (self.log_px + self.log_pz - self.log_qz).sum(-1)
 
 
+class Posterior(NamedTuple):
+    """What one step of the time loop produces besides h_t, each [B, Z] (phi_z [B, Dz])."""
+
+    mean: torch.Tensor  # mu_z,t of q(z_t | x_t, h_{t-1})
+    std: torch.Tensor  # sigma_z,t
+    z: torch.Tensor  # z_t = mu_z,t + sigma_z,t * eps_t (or mu_z,t on the mean path)
+    phi_z: torch.Tensor  # phi_z(z_t)
+
+
 class VRNN(nn.Module):
     """Variational recurrent neural network and its RNN baselines; the family is `config.family`.
 
     The module also holds the global normalisation statistics of its training waveforms
-    (`x_mean`, `x_std`, buffers), applied by `normalize` and inverted by `denormalize`.
+    (`x_mean`, `x_std`, 0-dim buffers), applied by `normalize` and inverted by `denormalize`.
+    The module names and shapes are the checkpoint format (`vrnn.checkpoint`): keep them.
     """
 
     def __init__(self, config: ModelConfig, x_mean: float = 0.0, x_std: float = 1.0):
@@ -94,21 +120,25 @@ class VRNN(nn.Module):
         X, H, Z = c.x_dim, c.h_dim, c.z_dim
         self.register_buffer("x_mean", torch.tensor(float(x_mean)))
         self.register_buffer("x_std", torch.tensor(float(x_std)))
-        self.phi_x = mlp(X, c.phi_x)
-        dx = c.phi_x[-1]
-        dz = 0
+        Dx = c.phi_x[-1]
+        Dz = c.phi_z[-1] if c.has_latent else 0
+        self.phi_x = mlp(X, c.phi_x)  # x_t [.., X] -> [.., Dx]
         if c.has_latent:
-            self.phi_z = mlp(Z, c.phi_z)
-            dz = c.phi_z[-1]
-            self.encoder = mlp(dx + H, c.encoder)  # input [phi_x(x_t), h_{t-1}]
-            self.encoder_head = nn.Linear(c.encoder[-1], 2 * Z)  # mu, raw sigma
+            self.phi_z = mlp(Z, c.phi_z)  # z_t [.., Z] -> [.., Dz]
+            # q(z_t | x_t, h_{t-1}), eq. (9): [phi_x(x_t), h_{t-1}] [.., Dx + H] -> (mu_z, raw sigma_z) [.., 2Z]
+            self.encoder = mlp(Dx + H, c.encoder)
+            self.encoder_head = nn.Linear(c.encoder[-1], 2 * Z)
             if c.learned_prior:
+                # p(z_t | h_{t-1}), eq. (5): h_{t-1} [.., H] -> (mu_0, raw sigma_0) [.., 2Z]
                 self.prior = mlp(H, c.prior)
                 self.prior_head = nn.Linear(c.prior[-1], 2 * Z)
-        self.decoder = mlp(dz + H, c.decoder)  # input [phi_z(z_t), h_{t-1}]
+        # p(x_t | z_t, h_{t-1}), eq. (6): [phi_z(z_t), h_{t-1}] [.., Dz + H] -> (mu_x, raw sigma_x) [.., 2X],
+        # or for a GMM (logits [.., K], then K x (mu_x,k, raw sigma_x,k)) [.., K (1 + 2X)]
+        self.decoder = mlp(Dz + H, c.decoder)
         out = c.n_components * (1 + 2 * X) if c.gmm_output else 2 * X
         self.decoder_head = nn.Linear(c.decoder[-1], out)
-        self.rnn = nn.LSTMCell(dx + dz, H)  # input [phi_x(x_t), phi_z(z_t)]
+        # the recurrence, eq. (7): h_t = LSTM([phi_x(x_t), phi_z(z_t)], h_{t-1}); [B, Dx + Dz] -> [B, H]
+        self.rnn = nn.LSTMCell(Dx + Dz, H)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -130,244 +160,149 @@ class VRNN(nn.Module):
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.x_std + self.x_mean
 
-    # -- heads: each returns its distribution's parameters --
-    def _gaussian(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, s = raw.chunk(2, dim=-1)
-        return mu, std_from_raw(s, self.config.sigma_min)
-
+    # -- the distributions of one step: each returns its parameters --
     def prior_params(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """p(z_t | h_{t-1}): h [..., H] -> (mu, sigma) [..., Z]. N(0, I) for vrnn-i-gauss."""
+        """p(z_t | h_{t-1}) = N(mu_0,t, diag sigma_0,t^2), eq. (5): h_{t-1} [..., H] -> (mu_0, sigma_0)
+        [..., Z] each. N(0, I) for vrnn-i-gauss."""
         if not self.config.learned_prior:
             zeros = h.new_zeros(*h.shape[:-1], self.config.z_dim)
             return zeros, zeros + 1.0
-        return self._gaussian(self.prior_head(self.prior(h)))
+        return gaussian_params(self.prior_head(self.prior(h)), self.config.sigma_min)
+
+    def posterior_params(self, phi_x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z_t | x_t, h_{t-1}) = N(mu_z,t, diag sigma_z,t^2), eq. (9): phi_x(x_t) [..., Dx] and h_{t-1}
+        [..., H] -> (mu_z, sigma_z) [..., Z] each. VRNN families only."""
+        raw = self.encoder_head(self.encoder(torch.cat([phi_x, h], dim=-1)))  # [..., 2Z]
+        return gaussian_params(raw, self.config.sigma_min)
 
     def decoder_params(self, phi_z: torch.Tensor | None, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """p(x_t | z_t, h_{t-1}): -> (mu, sigma) [..., X], or (logits [..., K], mu, sigma [..., K, X])."""
+        """p(x_t | z_t, h_{t-1}), eq. (6): phi_z(z_t) [..., Dz] (None for RNNs) and h_{t-1} [..., H] ->
+        (mu_x, sigma_x) [..., X] each, or for a GMM (logits [..., K], mu_x [..., K, X], sigma_x [..., K, X])."""
         inp = h if phi_z is None else torch.cat([phi_z, h], dim=-1)
         raw = self.decoder_head(self.decoder(inp))
         c = self.config
         if not c.gmm_output:
-            return self._gaussian(raw)
+            return gaussian_params(raw, c.sigma_min)
         K, X = c.n_components, c.x_dim
         logits, rest = raw.split([K, 2 * K * X], dim=-1)
-        mu, s = rest.unflatten(-1, (K, 2 * X)).chunk(2, dim=-1)  # [..., K, X] each
-        return logits, mu, std_from_raw(s, c.sigma_min)
+        mu, sigma = gaussian_params(rest.unflatten(-1, (K, 2 * X)), c.sigma_min)  # [..., K, X] each
+        return logits, mu, sigma
 
     def output_log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """log p(x_t | .) summed over the frame: x [..., X] -> [...] nats."""
+        """log p(x_t | .) of frames x [..., X] under `decoder_params`' output, summed over the frame:
+        -> [...] nats (`vrnn.distributions` has each formula)."""
         if self.config.gmm_output:
             return gmm_log_prob(x, *params)
         return gaussian_log_prob(x, *params)
 
     # -- the teacher-forced pass --
+    def step(self, phi_x_t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
+             eps_t: torch.Tensor | None = None) -> tuple[Posterior | None, tuple[torch.Tensor, torch.Tensor]]:
+        """One step of the time loop: everything that feeds h_t, nothing else.
+
+        Args:
+            phi_x_t: [B, Dx] phi_x(x_t).
+            state: (h_{t-1}, c_{t-1}), [B, H] each: the LSTM's output and cell.
+            eps_t: [B, Z] N(0, I) noise for z_t, or None to take the posterior mean z_t = mu_z,t.
+
+        Returns (Posterior of step t, or None for the RNN families; (h_t, c_t)).
+        """
+        h, _ = state
+        if not self.config.has_latent:  # RNN: h_t = LSTM(phi_x(x_t), h_{t-1}), eq. (1)
+            return None, self.rnn(phi_x_t, state)
+        mu_z, sigma_z = self.posterior_params(phi_x_t, h)  # q(z_t | x_t, h_{t-1}), eq. (9)
+        z_t = mu_z if eps_t is None else mu_z + sigma_z * eps_t  # reparameterised: z_t ~ q, differentiable
+        phi_z_t = self.phi_z(z_t)
+        state = self.rnn(torch.cat([phi_x_t, phi_z_t], dim=-1), state)  # h_t, eq. (7)
+        return Posterior(mu_z, sigma_z, z_t, phi_z_t), state
+
     def forward(self, x: torch.Tensor, sample: bool = True, noise: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> VRNNOutput:
-        """Run the model over normalised frames.
+        """Run the model over normalised frames, teacher-forced, and return the terms of eq. (11).
 
         Args:
             x: [B, T, X] normalised frames (`normalize` then `audio.frame`).
-            sample: draw z_t = mu + sigma * eps from the posterior (reparameterised); if False, follow
-                the posterior mean z_t = mu_z,t (no noise), which makes analysis reproducible.
+            sample: draw z_t = mu_z,t + sigma_z,t * eps_t from the posterior (reparameterised); if False,
+                follow the posterior mean z_t = mu_z,t (no noise), which makes analysis reproducible.
             noise: optional eps [B, T, Z] ~ N(0, I) to use instead of fresh draws.
             generator: random generator for eps.
 
-        Returns:
-            VRNNOutput with per-step log p(x_t | .), KL_t and the latent statistics, all [B, T(, Z)].
-
-        Long inputs run in blocks of BLOCK_FRAMES steps, the LSTM state carried from one block to the
-        next, so that the batched networks' activations stay bounded (a 10 minute clip is 48,000 steps).
+        Returns VRNNOutput: per-step log p(x_t | .), KL_t and the latent statistics, all [B, T(, Z)].
         """
         c = self.config
         B, T, _ = x.shape
-        sample = sample and c.has_latent
-        if sample and noise is None:
+        if sample and c.has_latent and noise is None:
             noise = torch.randn(B, T, c.z_dim, generator=generator, device=x.device, dtype=x.dtype)
-        weights = self._recurrence_weights(_split_parts(x)) if c.has_latent else None
+        phi_x = self.phi_x(x)  # [B, T, Dx], every step at once: nothing in it depends on h
         state = (x.new_zeros(B, c.h_dim), x.new_zeros(B, c.h_dim))  # (h_0, c_0)
-        outs = []
-        for s in range(0, T, BLOCK_FRAMES):
-            block = x[:, s:s + BLOCK_FRAMES]
-            if c.has_latent:
-                eps = noise[:, s:s + BLOCK_FRAMES] if sample else None
-                out, state = self._forward_block(block, eps, state, weights)
-            else:
-                out, state = self._forward_rnn(block, state)
-            outs.append(out)
-        if len(outs) == 1:
-            return outs[0]
-        cat = lambda name: torch.cat([getattr(o, name) for o in outs], 1)  # noqa: E731
-        return VRNNOutput(**{f.name: None if getattr(out, f.name) is None else cat(f.name) for f in fields(out)})
-
-    def _recurrence_weights(self, parts: int = 1) -> dict:
-        """The weights of the time loop, fused where one input feeds several networks and stored
-        [in, out] (contiguous), the faster layout for the loop's small-batch products; the large
-        ones split into `parts` column blocks (see `_split_parts`)."""
-        dx = self.config.phi_x[-1]
-        enc_first: nn.Linear = self.encoder[0]
-        W_ih, W_hh = self.rnn.weight_ih, self.rnn.weight_hh
-        return {
-            # phi_x(x_t) -> [encoder layer 1 (x part) | gates], with both LSTM biases: batched over steps
-            "W_x": torch.cat([enc_first.weight[:, :dx], W_ih[:, :dx]]),  # [E1 + 4H, Dx]
-            "b_x": torch.cat([enc_first.bias, self.rnn.bias_ih + self.rnn.bias_hh]),  # [E1 + 4H]
-            # h_{t-1} -> [encoder layer 1 (h part) | gates]: one product per step
-            "W_h": _split_cols(torch.cat([enc_first.weight[:, dx:], W_hh]), parts),  # [H, E1 + 4H]
-            "W_z": _split_cols(W_ih[:, dx:], parts),  # [Dz, 4H]
-            "enc_rest": _linears(self.encoder[2:]),  # the encoder's layers after the first
-            "head": (self.encoder_head.weight.t().contiguous(), self.encoder_head.bias),  # [E, 2Z]
-            "phi_z": _linears(self.phi_z),
-        }
-
-    def _forward_block(self, x: torch.Tensor, eps: torch.Tensor | None, state: tuple[torch.Tensor, torch.Tensor],
-                       w: dict) -> tuple[VRNNOutput, tuple[torch.Tensor, torch.Tensor]]:
-        """VRNN pass over x [B, T, X] from state (h, c) [B, H]; eps [B, T, Z], or None for the mean path.
-
-        Only the encoder, phi_z and the LSTM run inside the loop; phi_x and the input projections of
-        the encoder's first layer and of the LSTM run before it for all steps, the prior and the
-        decoder after it on the stacked states.
-        """
-        Z, sigma_min = self.config.z_dim, self.config.sigma_min
-        E1 = self.encoder[0].weight.shape[0]
-        px = self.phi_x(x)  # [B, T, Dx], all steps at once
-        pre = F.linear(px.transpose(0, 1), w["W_x"], w["b_x"]).unbind(0)  # T x [B, E1 + 4H], time major
-        steps = eps.transpose(0, 1).unbind(0) if eps is not None else None  # T x [B, Z]
-        W_h, W_z, enc_rest, phi_z = w["W_h"], w["W_z"], w["enc_rest"], w["phi_z"]
-        head_w, head_b = w["head"]
-        h, cell = state
-        hs, raws, zs, phi_zs = [], [], [], []
-        for t in range(len(pre)):
-            hs.append(h)  # h_{t-1}
-            proj = _addmm(pre[t], h, W_h)  # [B, E1 + 4H]
-            e = proj[:, :E1].relu()
-            for wt, b in enc_rest:
-                e = torch.addmm(b, e, wt).relu()
-            raw = torch.addmm(head_b, e, head_w)  # [B, 2Z]: mu and raw sigma of q(z_t | x_t, h_{t-1}), eq. (9)
-            z = raw[:, :Z]
-            if steps is not None:  # reparameterised: z = mu + sigma * eps
-                z = torch.addcmul(z, std_from_raw(raw[:, Z:], sigma_min), steps[t])
-                zs.append(z)
-            pz = z
-            for wt, b in phi_z:
-                pz = torch.addmm(b, pz, wt).relu()
-            h, cell = _lstm_pointwise(_addmm(proj[:, E1:], pz, W_z), cell)  # eq. (7)
-            raws.append(raw)
-            phi_zs.append(pz)
-        h_prev = torch.stack(hs, 1)  # [B, T, H]
-        mu_q, sigma_q = self._gaussian(torch.stack(raws, 1))  # [B, T, Z]
-        z = torch.stack(zs, 1) if steps is not None else mu_q  # [B, T, Z]
-        mu_p, sigma_p = self.prior_params(h_prev)  # [B, T, Z], eq. (5)
-        dec = self.decoder_params(torch.stack(phi_zs, 1), h_prev)  # eq. (6)
-        out = VRNNOutput(
-            log_px=self.output_log_prob(x, dec),
-            kl=gaussian_kl(mu_q, sigma_q, mu_p, sigma_p),
+        h_prev, posteriors = [], []
+        for t in range(T):
+            h_prev.append(state[0])  # h_{t-1}
+            eps_t = noise[:, t] if sample and c.has_latent else None
+            posterior, state = self.step(phi_x[:, t], state, eps_t)
+            posteriors.append(posterior)
+        h_prev = torch.stack(h_prev, 1)  # [B, T, H]: h_0 .. h_{T-1}
+        if not c.has_latent:  # RNN: log p(x_t | h_{t-1}), eq. (2); no KL term
+            log_px = self.output_log_prob(x, self.decoder_params(None, h_prev))
+            return VRNNOutput(log_px=log_px, kl=torch.zeros_like(log_px))
+        mu_q, sigma_q, z, phi_z = (torch.stack(v, 1) for v in zip(*posteriors, strict=True))  # [B, T, Z], phi_z [B, T, Dz]
+        mu_p, sigma_p = self.prior_params(h_prev)  # p(z_t | h_{t-1}), eq. (5): [B, T, Z] each
+        dec = self.decoder_params(phi_z, h_prev)  # p(x_t | z_t, h_{t-1}), eq. (6)
+        return VRNNOutput(
+            log_px=self.output_log_prob(x, dec),  # eq. (11), first term
+            kl=gaussian_kl(mu_q, sigma_q, mu_p, sigma_p),  # eq. (11), second term
             log_pz=gaussian_log_prob(z, mu_p, sigma_p),
             log_qz=gaussian_log_prob(z, mu_q, sigma_q),
             posterior_mean=mu_q, posterior_std=sigma_q, prior_mean=mu_p, prior_std=sigma_p, z=z,
         )
-        return out, (h, cell)
 
-    def _forward_rnn(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
-                     ) -> tuple[VRNNOutput, tuple[torch.Tensor, torch.Tensor]]:
-        """RNN baselines: h_t = LSTM(phi_x(x_t), h_{t-1}); p(x_t | h_{t-1}). Exact log-likelihood.
-
-        Nothing feeds back into the recurrence, so the whole block goes through the library's LSTM
-        (oneDNN on CPU, cuDNN on CUDA) with the cell's own weights.
-        """
-        r = self.rnn
-        h0, c0 = state
-        hs, h_n, c_n = torch.lstm(self.phi_x(x), (h0[None], c0[None]),
-                                  [r.weight_ih, r.weight_hh, r.bias_ih, r.bias_hh],
-                                  True, 1, 0.0, self.training, False, True)  # hs [B, T, H]: h_1 .. h_T
-        h_prev = torch.cat([h0[:, None], hs[:, :-1]], 1)  # [B, T, H]: h_0 .. h_{T-1}
-        log_px = self.output_log_prob(x, self.decoder_params(None, h_prev))
-        return VRNNOutput(log_px=log_px, kl=torch.zeros_like(log_px)), (h_n[0], c_n[0])
-
+    # -- generation --
     @torch.no_grad()
     def sample(self, n_frames: int, batch_size: int = 1, generator: torch.Generator | None = None,
                output_noise: bool = True, noise: GenerationNoise | None = None) -> torch.Tensor:
-        """Generate normalised frames [B, T, X] from the model (Chung et al. 2015, section 3.2).
+        """Generate normalised frames [B, T, X] from the model (Chung et al. 2015, section 3, "Generation").
 
         Each step draws z_t from the prior p(z_t | h_{t-1}) (never the encoder), x_t from
-        p(x_t | z_t, h_{t-1}) (its mean if output_noise=False), then h_t = LSTM([phi_x(x_t), phi_z(z_t)], h_{t-1}).
-        All random numbers are drawn before the loop (`generation_noise`, from `generator`), so a seed
-        gives the same audio as the straightforward loop of benchmarks/reference.py; or pass `noise`.
-
-        Every network runs at every step, so the loop is what the speed of generation is made of. The
-        products of h_{t-1} (prior, decoder and gates) are fused into one, so are those of the LSTM's
-        input [phi_x(x_t), phi_z(z_t)]; each Linear + ReLU is one call (`_linear_relu`); weights are
-        stored [in, out], the large ones split over threads (`_split_cols`). benchmarks/README.md
-        has the measurements.
+        p(x_t | z_t, h_{t-1}) (its mean if output_noise=False), then h_t = LSTM([phi_x(x_t), phi_z(z_t)],
+        h_{t-1}). All random numbers are drawn before the loop (`generation_noise`, from `generator`),
+        so a seed gives the same audio here and in `vrnn.fused`; or pass `noise`.
         """
         c = self.config
-        H, Z, X = c.h_dim, c.z_dim, c.x_dim
         dev, dtype = self.x_mean.device, self.rnn.weight_hh.dtype
         if noise is None:
             noise = generation_noise(c, n_frames, batch_size, generator, output_noise, dev, dtype)
-        eps_z, gumbel, eps_x = (None if n is None else n.unbind(0) for n in noise)  # T x [B, .] each
-        B = batch_size
-        dec_first = self.decoder[0]
-        dz = dec_first.weight.shape[1] - H  # phi_z width (0 for RNNs)
-        D1 = dec_first.weight.shape[0]
-        # h_{t-1} -> [prior layer 1 | decoder layer 1 (h part) | gates]; all biases of the gates here.
-        hw = [dec_first.weight[:, dz:], self.rnn.weight_hh]
-        hb = [dec_first.bias, self.rnn.bias_ih + self.rnn.bias_hh]
-        P1 = 0
-        if c.learned_prior:
-            hw.insert(0, self.prior[0].weight)
-            hb.insert(0, self.prior[0].bias)
-            P1 = self.prior[0].weight.shape[0]
-            prior_rest = _linears(self.prior[2:])
-            prior_head = self.prior_head.weight.t().contiguous(), self.prior_head.bias
-        h = torch.zeros(B, H, device=dev, dtype=dtype)
-        parts = _split_parts(h)
-        W_h = _split_cols(torch.cat(hw), parts)  # [H, P1 + D1 + 4H] or its column blocks
-        b_h = _split_bias(torch.cat(hb), W_h, B)
-        W_in = _split_cols(self.rnn.weight_ih, parts)  # [phi_x(x_t), phi_z(z_t)] -> gates: [Dx + Dz, 4H]
-        if c.has_latent:
-            phi_z = _linears(self.phi_z)
-            W_zd = dec_first.weight[:, :dz].t().contiguous()  # phi_z(z_t) -> decoder layer 1: [Dz, D1]
-        dec_rest = _linears(self.decoder[2:])
-        dec_head = (_split_cols(self.decoder_head.weight, parts),  # [D, out], large for GMMs: out = K (1 + 2X)
-                    self.decoder_head.bias.expand(B, -1))
-        phi_x = _linears(self.phi_x)
-        sigma_min = torch.tensor(c.sigma_min, device=dev, dtype=dtype)  # a tensor: cheaper to add than a float
-        K = c.n_components
-        cell = torch.zeros_like(h)
+        h = torch.zeros(batch_size, c.h_dim, device=dev, dtype=dtype)  # h_0
+        state = (h, torch.zeros_like(h))
         frames = []
         for t in range(n_frames):
-            hp = _addmm(b_h, h, W_h)  # [B, P1 + D1 + 4H]
-            gates = hp[:, P1 + D1:]
+            h, _ = state
+            phi_z_t = None
             if c.has_latent:
-                if c.learned_prior:  # p(z_t | h_{t-1}), eq. (5)
-                    a = hp[:, :P1].relu()
-                    for w, b in prior_rest:
-                        a = _linear_relu(b, a, w)
-                    raw = torch.addmm(prior_head[1], a, prior_head[0])  # [B, 2Z]
-                    z = torch.addcmul(raw[:, :Z], std_from_raw(raw[:, Z:], sigma_min), eps_z[t])
-                else:  # N(0, I): z = 0 + 1 * eps
-                    z = eps_z[t]
-                pz = z
-                for w, b in phi_z:
-                    pz = _linear_relu(b, pz, w)
-                d = _linear_relu(hp[:, P1:P1 + D1], pz, W_zd)  # decoder layer 1, eq. (6)
-            else:
-                d = hp[:, P1:P1 + D1].relu()
-            for w, b in dec_rest:  # p(x_t | z_t, h_{t-1}), eq. (6)
-                d = _linear_relu(b, d, w)
-            raw = _addmm(dec_head[1], d, dec_head[0])
-            if c.gmm_output:  # the component by Gumbel-max: argmax_k (logits_k + g_k) ~ Categorical(softmax(logits))
-                k = (raw[:, :K] + gumbel[t]).argmax(-1, keepdim=True)  # [B, 1]
-                raw = raw[:, K:].view(B, K, 2 * X).gather(1, k[:, :, None].expand(-1, 1, 2 * X))[:, 0]  # [B, 2X]
-            x_t = raw[:, :X]
-            if eps_x is not None:
-                x_t = torch.addcmul(x_t, std_from_raw(raw[:, X:], sigma_min), eps_x[t])
+                mu_0, sigma_0 = self.prior_params(h)  # p(z_t | h_{t-1}), eq. (5)
+                z_t = mu_0 + sigma_0 * noise.eps_z[t]  # [B, Z]
+                phi_z_t = self.phi_z(z_t)
+            x_t = self.draw_frame(self.decoder_params(phi_z_t, h),  # p(x_t | z_t, h_{t-1}), eq. (6)
+                                  None if noise.gumbel is None else noise.gumbel[t],
+                                  None if noise.eps_x is None else noise.eps_x[t])
             frames.append(x_t)
-            p = x_t
-            for w, b in phi_x:
-                p = _linear_relu(b, p, w)
-            inp = p if not c.has_latent else torch.cat([p, pz], 1)  # the LSTM's input, as nn.LSTMCell's
-            h, cell = _lstm_pointwise(_addmm(gates, inp, W_in), cell)  # eq. (7)
+            phi_x_t = self.phi_x(x_t)
+            rnn_input = phi_x_t if phi_z_t is None else torch.cat([phi_x_t, phi_z_t], dim=-1)
+            state = self.rnn(rnn_input, state)  # h_t, eq. (7)
         return torch.stack(frames, 1)
+
+    def draw_frame(self, params: tuple[torch.Tensor, ...], gumbel_t: torch.Tensor | None,
+                   eps_t: torch.Tensor | None) -> torch.Tensor:
+        """x_t ~ p(x_t | z_t, h_{t-1}) from `decoder_params`' output for a batch [B, .]: x_t = mu + sigma * eps_t
+        [B, X], or the mean mu when eps_t is None. For a GMM the component is first drawn by the
+        Gumbel-max trick, k = argmax_k (logits_k + gumbel_t,k) ~ Categorical(softmax(logits))."""
+        if self.config.gmm_output:
+            logits, mu, sigma = params  # [B, K], [B, K, X], [B, K, X]
+            k = torch.argmax(logits + gumbel_t, dim=-1)  # [B]
+            rows = torch.arange(len(k), device=k.device)
+            mu, sigma = mu[rows, k], sigma[rows, k]  # [B, X]
+        else:
+            mu, sigma = params
+        return mu if eps_t is None else mu + sigma * eps_t
 
 
 @dataclass
@@ -384,9 +319,6 @@ class GenerationNoise:
     gumbel: torch.Tensor | None
     eps_x: torch.Tensor | None
 
-    def __iter__(self):
-        return iter((self.eps_z, self.gumbel, self.eps_x))
-
 
 def generation_noise(config: ModelConfig, n_frames: int, batch_size: int = 1,
                      generator: torch.Generator | None = None, output_noise: bool = True,
@@ -399,71 +331,3 @@ def generation_noise(config: ModelConfig, n_frames: int, batch_size: int = 1,
     gumbel = draw(torch.rand, config.n_components).log_().neg_().log_().neg_() if config.gmm_output else None
     eps_x = draw(torch.randn, config.x_dim) if output_noise else None
     return GenerationNoise(eps_z, gumbel, eps_x)
-
-
-def _split_parts(x: torch.Tensor) -> int:
-    """Column blocks for the loops' large products: the thread count for small-batch inference on CPU,
-    else 1. MKL runs a product with one row ([1, K] x [K, N]) on one thread; as a batched product of P
-    column blocks it runs on P threads, with the same arithmetic for every output element."""
-    if x.device.type != "cpu" or torch.is_grad_enabled() or x.shape[0] > 8:
-        return 1
-    return torch.get_num_threads()
-
-
-def _split_cols(w: torch.Tensor, parts: int) -> torch.Tensor:
-    """A weight in nn.Linear's layout [N, K] (out, in) -> [K, N] contiguous, or its column blocks
-    [P, K, N / P] (contiguous) when P > 1 divides N and w is large (>= SPLIT_MIN_BYTES). One copy
-    either way. Used by `_addmm`."""
-    N, K = w.shape
-    if parts <= 1 or N % parts or K * N * w.element_size() < SPLIT_MIN_BYTES:
-        return w.t().contiguous()
-    return w.view(parts, N // parts, K).transpose(1, 2).contiguous()
-
-
-def _split_bias(b: torch.Tensor, w: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """A bias [N] laid out for `_addmm` with the weight w from `_split_cols`: [B, N], or [P, B, N / P]
-    when w is split in P column blocks (so the loop need not rearrange it at every step)."""
-    if w.dim() == 2:
-        return b.expand(batch_size, -1)
-    P, _, n = w.shape
-    return b.view(P, 1, n).expand(P, batch_size, n)
-
-
-def _addmm(c: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """c + x @ w for the loops: x [B, K]; w [K, N], or its column blocks [P, K, N / P]; c [B, N], or
-    already [P, B, N / P] (`_split_bias`). Returns [B, N]."""
-    if w.dim() == 2:
-        return torch.addmm(c, x, w)
-    P, K, n = w.shape
-    B = x.shape[0]
-    if c.dim() == 2:
-        c = c.view(B, P, n).transpose(0, 1)
-    out = torch.baddbmm(c, x.expand(P, B, K), w)  # [P, B, N / P]
-    return out.view(B, P * n) if B == 1 else out.transpose(0, 1).reshape(B, P * n)
-
-
-_ADDMM_RELU = getattr(torch, "_addmm_activation", None)  # addmm then ReLU in one call (torch >= 1.13)
-
-
-def _linear_relu(b: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """relu(b + x @ w), one call in the loops: b [N] or [B, N], x [B, K], w [K, N]. Uses torch's
-    fused `_addmm_activation` (private) where present, else addmm + relu_; the two agree exactly
-    (tests/test_model.py)."""
-    if _ADDMM_RELU is not None:
-        return _ADDMM_RELU(b, x, w)
-    return torch.addmm(b, x, w).relu_()
-
-
-def _linears(seq: nn.Sequential) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(weight [in, out] contiguous, bias [out]) of each Linear in a Linear + ReLU stack."""
-    return [(m.weight.t().contiguous(), m.bias) for m in seq if isinstance(m, nn.Linear)]
-
-
-def _lstm_pointwise(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The LSTM's elementwise update from its pre-activations [B, 4H] (order i, f, g, o, as nn.LSTMCell):
-    c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g), h_t = sigmoid(o) * tanh(c_t). Returns (h_t, c_t)."""
-    H = cell.shape[1]
-    i, f, _, o = gates.sigmoid().chunk(4, 1)  # one call for the three sigmoid gates (g's share is unused)
-    cell = f * cell + i * gates[:, 2 * H:3 * H].tanh()
-    return o * cell.tanh(), cell
-

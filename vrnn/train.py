@@ -30,6 +30,7 @@ from .audio import FRAME_SIZE, SAMPLE_RATE, frame
 from .checkpoint import read_checkpoint, remove_stale_temporaries, restore_optimizer, save_checkpoint
 from .config import ModelConfig, TrainConfig
 from .data import Corpus, CorpusError, WindowBatches, chunk_starts, ignore_signals_in_worker, read_windows
+from .fused import FusedVRNN
 from .model import VRNN
 from .runfolder import claim_run_folder
 
@@ -95,7 +96,7 @@ def _validate(model: VRNN, audio: np.ndarray, starts: np.ndarray, window: int, s
         if j % world != rank:
             continue
         x = model.normalize(torch.from_numpy(frame(read_windows(audio, offs, window))).to(device))  # [b, T, X]
-        total += model(x, sample=True, noise=noise).elbo.sum().item()
+        total += FusedVRNN(model)(x, sample=True, noise=noise).elbo.sum().item()  # the fast path, batch 64: 1 thread
     model.train(was_training)
     sums = _all_reduce(torch.tensor([total], dtype=torch.float64, device=device), distributed)
     return float(sums[0]) / len(starts)
@@ -199,11 +200,10 @@ def _train(data, out, model_config: ModelConfig, cfg: TrainConfig, resume: bool,
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
+    net = FusedVRNN(model)  # the fast path (same numbers as model.forward, tests/test_fused.py), shares its weights
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[torch.device(device).index] if str(device).startswith("cuda") else None)
-    else:
-        net = model
+            net, device_ids=[torch.device(device).index] if str(device).startswith("cuda") else None)
     window = cfg.window_frames * FRAME_SIZE
     valid_split = "valid"
     valid_starts = chunk_starts(corpus, valid_split, window)
