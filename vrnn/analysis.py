@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -49,7 +51,7 @@ class Analysis:
 
     @property
     def has_latent(self) -> bool:
-        return self.z_mean is not None
+        return self.kl is not None  # None for RNN models (and z_mean too, except in a summary without it)
 
     @property
     def n_frames(self) -> int:
@@ -234,10 +236,13 @@ def generate(model: VRNN, seconds: float = 3.0, seed: int = 0, n_samples: int = 
     de-normalised with the model's training statistics. Returns float32 [N] at 16 kHz (n_samples = 1)
     or [n_samples, N]. `fast` runs the fused CPU loop (`vrnn.fused.FusedVRNN.sample`), False the readable
     `model.sample`; both draw the same noise for a seed and give the same audio. Raises ValueError for a
-    non-positive length.
+    length that is not a positive finite number
+    or n_samples < 1.
     """
-    if not seconds > 0:
-        raise ValueError(f"seconds must be positive, got {seconds}.")
+    if not (isinstance(seconds, numbers.Real) and math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"seconds must be a positive finite number, got {seconds!r}.")
+    if not (isinstance(n_samples, numbers.Integral) and n_samples >= 1):
+        raise ValueError(f"n_samples must be a whole number >= 1, got {n_samples!r}.")
     n_frames = max(1, int(round(seconds * SAMPLE_RATE / FRAME_SIZE)))
     gen = torch.Generator(device=model.x_mean.device).manual_seed(seed)
     net = FusedVRNN(model, threads=inference_threads(n_samples, model.x_mean.device)) if fast else model
