@@ -92,7 +92,7 @@ Progress = Callable[[int, int], None]  # progress(done_frames, total_frames), ca
 
 def analyze_blocks(model: VRNN, pieces: Iterable[np.ndarray], *, sample: bool = False, seed: int = 0,
                    fast: bool = True, total_frames: int | None = None, progress: Progress | None = None,
-                   block_frames: int = ANALYSIS_BLOCK_FRAMES) -> Iterator[Analysis]:
+                   block_frames: int | None = None) -> Iterator[Analysis]:
     """Figure 2's quantities for a clip of any length that arrives in pieces, one block at a time.
 
     The posterior pass runs over blocks of `block_frames` frames, the LSTM state (h, c) carried from each
@@ -108,6 +108,7 @@ def analyze_blocks(model: VRNN, pieces: Iterable[np.ndarray], *, sample: bool = 
         total_frames: the clip's length in frames if known, for `progress`.
         progress: called after each block as progress(done_frames, total_frames) (total_frames is at least
             done_frames; the last call has done_frames == total_frames).
+        block_frames: frames per block; None: ANALYSIS_BLOCK_FRAMES (1024 = 12.8 s).
 
     Yields one `Analysis` per block, for frames [start, start + n) of the clip: `times` are the clip's
     (s), delta_t of a block's first frame is taken against the previous block's last posterior mean
@@ -120,7 +121,7 @@ def analyze_blocks(model: VRNN, pieces: Iterable[np.ndarray], *, sample: bool = 
     device, dtype = model.x_mean.device, model.x_mean.dtype  # float32, or float64 for a model cast with .double()
     gen = torch.Generator(device=device).manual_seed(seed)
     net = FusedVRNN(model, threads=inference_threads(1, device)) if fast else model
-    step = block_frames * FRAME_SIZE  # samples per block
+    step = (block_frames or ANALYSIS_BLOCK_FRAMES) * FRAME_SIZE  # samples per block
     pending = np.zeros(0, np.float32)  # samples not yet analysed, fewer than one block (until the end)
     state, last_mu, done, n_samples = None, None, 0, 0
 
