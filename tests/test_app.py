@@ -370,8 +370,9 @@ def test_plain_escapes_every_markdown_character():
 
 
 def test_upload_names_are_shown_as_plain_text(at):
-    import ui
     from conftest import speechlike
+
+    import ui
 
     upload(at, EVIL, b"not audio at all")
     assert_clean(at)

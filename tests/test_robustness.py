@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 
 import numpy as np
 import pytest
@@ -221,7 +220,7 @@ def test_analyze_is_the_blocks_and_reports_progress(tiny_checkpoint, monkeypatch
     calls = []
     many = analyze(m, wave, progress=lambda d, t: calls.append((d, t)))
     assert calls[0] == (9, 80) and calls[-1] == (80, 80) and len(calls) == 9
-    assert all(a[0] < b[0] for a, b in zip(calls, calls[1:]))
+    assert all(a[0] < b[0] for a, b in zip(calls, calls[1:], strict=False))
     assert many.z_mean.dtype == np.float32 and many.kl.dtype == np.float32  # the model's dtype
     for name in ("log_px", "kl", "delta", "z_mean", "z_std", "prior_mean", "prior_std", "kl_per_dim"):
         np.testing.assert_allclose(getattr(many, name), getattr(one, name), rtol=1e-5, atol=1e-5, err_msg=name)
