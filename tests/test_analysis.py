@@ -80,3 +80,24 @@ def test_csv_has_the_same_columns_for_every_family(tiny_checkpoint):
             np.testing.assert_allclose([float(r["kl_t_nats"]) for r in rows], a.kl, rtol=1e-5, atol=1e-9)
         else:
             assert {r["delta_t"] for r in rows} == {""} and {r["kl_t_nats"] for r in rows} == {""}
+
+
+@pytest.mark.parametrize("family", ["vrnn-gauss", "rnn-gmm"])
+def test_a_checkpoint_with_another_frame_size_analyses_generates_and_scores(tmp_path, family):
+    """The frame size is the checkpoint's (config.x_dim), not the module constant: 160-sample (10 ms) frames."""
+    import dataclasses
+
+    from vrnn import save_checkpoint
+    from vrnn.evaluate import score_sequences
+
+    torch.manual_seed(0)
+    path = tmp_path / "x160.safetensors"
+    save_checkpoint(path, VRNN(dataclasses.replace(preset("tiny", family), x_dim=160), 0.0, 0.1), {"steps": 0})
+    m = load_checkpoint(path)
+    assert m.config.x_dim == 160
+    a = analyze(m, speechlike(1.0), 16000)
+    assert a.n_frames == 100 and a.times[1] - a.times[0] == pytest.approx(0.010) and np.isfinite(a.elbo)
+    assert a.waveform.shape == (16000,)
+    assert generate(m, seconds=0.5).shape == (8000,)
+    s = score_sequences(m, np.stack([speechlike(0.5), speechlike(0.5, seed=1)]), samples=2, batch_size=4)
+    assert s.n_frames == 50 and np.isfinite(s.elbo_per_sequence)

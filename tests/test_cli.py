@@ -65,3 +65,29 @@ def test_cli_errors_are_sentences(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:  # a usage error: the parser checks that the file exists
         main(["analyze", str(tmp_path / "none.safetensors"), str(tmp_path / "bad.wav")])
     assert exit_.value.code == 2 and "argument checkpoint: there is no file" in capsys.readouterr().err
+
+
+def test_train_flags_come_from_train_config_and_refuse_bad_values(capsys):
+    """Each TrainConfig field is a train flag with the field's default; out-of-range values are refused by
+    argparse (exit 2, the field's message) before anything runs, and by TrainConfig itself."""
+    import dataclasses
+
+    import pytest
+
+    from vrnn.__main__ import build_parser
+    from vrnn.config import TrainConfig
+
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o"])
+    assert {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)} == dataclasses.asdict(TrainConfig())
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--lr", "1e-3", "--workers", "2"])
+    assert (args.lr, args.num_workers) == (1e-3, 2)
+    for flag, value, message in [("--batch-size", "0", "batch_size must be at least 1"),
+                                 ("--steps", "0", "steps must be at least 1"),
+                                 ("--lr=-3e-4", None, "lr must be above 0"), ("--lr", "inf", "lr must be a finite"),
+                                 ("--clip-norm", "0", "clip_norm must be above 0"),
+                                 ("--steps", "1.5", "not a valid int")]:
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(["train", "--data", "d", "--out", "o", flag] + ([value] if value else []))
+        assert e.value.code == 2 and message in capsys.readouterr().err, (flag, value)
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        TrainConfig(batch_size=0)

@@ -30,12 +30,12 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from .config import TrainConfig, preset
     from .train import train
 
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      snapshot_every=args.snapshot_every, num_workers=args.workers,
-                      checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes)
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     if args.threads:
         import torch
 
@@ -58,13 +58,14 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .analysis import Analysis, analyze_blocks
-    from .audio import FRAME_SECONDS, FRAME_SIZE, SAMPLE_RATE, frame_times, read_audio_blocks
+    from .audio import SAMPLE_RATE, frame_times, read_audio_blocks
     from .checkpoint import load_checkpoint
 
     model = load_checkpoint(args.checkpoint)
+    X = model.config.x_dim  # samples per frame (200 = 12.5 ms for every bundled model)
     _, n_samples, pieces = read_audio_blocks(args.clip)
     keep_wave = args.html is not None and n_samples <= HTML_WAVEFORM_SECONDS * SAMPLE_RATE
-    bar = tqdm(total=n_samples // FRAME_SIZE, desc="analyze", unit="frame", unit_scale=True, disable=args.quiet)
+    bar = tqdm(total=n_samples // X, desc="analyze", unit="frame", unit_scale=True, disable=args.quiet)
 
     def progress(done: int, total: int) -> None:
         bar.total = total
@@ -77,15 +78,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         for part in analyze_blocks(model, pieces, sample=args.sample, seed=args.seed,
-                                   total_frames=n_samples // FRAME_SIZE, progress=progress):
+                                   total_frames=n_samples // X, progress=progress):
             has_latent = part.has_latent
             for name in ("delta", "kl", "log_px"):
                 if getattr(part, name) is not None:
                     cols[name].append(getattr(part, name).astype(np.float32))
             if keep_wave:
                 cols["wave"].append(part.waveform.copy())
-            elif args.html:  # [n, 2] per-frame (min, max), drawn at 2 points per 12.5 ms frame
-                f = part.waveform.reshape(-1, FRAME_SIZE)
+            elif args.html:  # [n, 2] per-frame (min, max), drawn at 2 points per frame
+                f = part.waveform.reshape(-1, X)
                 cols["wave"].append(np.stack([f.min(1), f.max(1)], 1).reshape(-1))
             if csv_file:
                 csv_file.write(part.to_csv(header=n_frames == 0))
@@ -106,8 +107,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         csv_file.close()
         os.replace(csv_tmp, args.csv)
     a = {name: np.concatenate(v) if v else None for name, v in cols.items()}
-    times = frame_times(n_frames)
-    print(f"{Path(args.clip).name}: {n_frames * FRAME_SECONDS:.2f} s, {n_frames} frames of 12.5 ms, "
+    times = frame_times(n_frames, X)
+    print(f"{Path(args.clip).name}: {n_frames * X / SAMPLE_RATE:.2f} s, {n_frames} frames of "
+          f"{1000 * X / SAMPLE_RATE:g} ms, "
           f"{model.config.family} ({Path(args.checkpoint).name}), analysed in {seconds:.2f} s")
     print(f"ELBO along the {'sampled' if args.sample else 'posterior-mean'} path: {elbo:.1f} nats "
           f"({elbo / n_frames:.2f} nats/frame)")
@@ -122,10 +124,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     if args.html:
         from .plots import figure2
 
-        rate = SAMPLE_RATE if keep_wave else round(2 / FRAME_SECONDS)  # the envelope: 2 values per frame
+        rate = SAMPLE_RATE if keep_wave else 2 * SAMPLE_RATE / X  # the envelope: 2 values per frame
         if not keep_wave:
             print(f"The clip is longer than {HTML_WAVEFORM_SECONDS / 60:.0f} min: the figure's waveform row shows "
-                  "each 12.5 ms frame's minimum and maximum.")
+                  f"each {1000 * X / SAMPLE_RATE:g} ms frame's minimum and maximum.")
         fig_data = Analysis(times=times, delta=a["delta"], kl=a["kl"], log_px=a["log_px"], z_mean=None, z_std=None,
                             prior_mean=None, prior_std=None, kl_per_dim=None, elbo=elbo, waveform=a["wave"],
                             sample_rate=rate, sampled=args.sample)
@@ -153,9 +155,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .audio import SAMPLE_RATE, WINDOW_SIZE, load_audio
+    from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, WINDOW_SIZE, load_audio
     from .checkpoint import load_checkpoint
-    from .data import AUDIO_EXTENSIONS, Corpus, list_audio, sequence_chunks, split_chunks
+    from .data import Corpus, list_audio, sequence_chunks, split_chunks
     from .evaluate import score_sequences
 
     if args.data:
@@ -192,6 +194,41 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option_type(f):
+    """argparse type of a TrainConfig field: its Python type, then its range (`config.check_option`), so a
+    bad value is refused with the field's own message."""
+    from .config import check_option
+
+    base = {"int": int, "float": float}[f.type if isinstance(f.type, str) else f.type.__name__]
+
+    def parse(text: str):
+        try:
+            value = base(text)
+            check_option(f, value)
+        except ValueError as e:
+            message = str(e) if "must be" in str(e) else f"not a valid {base.__name__}: {text!r}"
+            raise argparse.ArgumentTypeError(message) from None
+        return value
+
+    parse.__name__ = base.__name__  # for argparse's "invalid int value" wording
+    return parse
+
+
+def add_options(parser: argparse.ArgumentParser, config_class) -> None:
+    """One flag per field of `config_class` (a dataclass of `config.option` fields): --name-with-dashes (or
+    the field's `flag`), its default, help text and range from the field, so each lives in one place."""
+    from dataclasses import MISSING, fields
+
+    for f in fields(config_class):
+        m = f.metadata
+        rng = ""
+        if m.get("low") is not None:
+            rng = f"; {'>' if m.get('low_open') else '>='} {m['low']:g}"
+        flag = m.get("flag") or "--" + f.name.replace("_", "-")
+        parser.add_argument(flag, dest=f.name, type=_option_type(f), metavar=flag[2:].replace("-", "_").upper(),
+                            default=f.default if f.default is not MISSING else None, help=m["help"] + rng)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .cli_types import (
         MAX_GENERATE_SECONDS,
@@ -203,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         seconds,
         seed,
     )
-    from .config import FAMILIES, PRESETS
+    from .config import FAMILIES, PRESETS, TrainConfig
     from .data import LAYOUTS
 
     p = argparse.ArgumentParser(prog="python -m vrnn", description=__doc__,
@@ -232,16 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True,
                    help="run folder (best/last checkpoints, metrics.jsonl): new or empty, or a run to --resume; "
                         "locked while training")
-    t.add_argument("--steps", type=int, default=2000, help="optimiser updates in total")
-    t.add_argument("--batch-size", type=int, default=64, help="0.5 s windows per update (global)")
-    t.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
-    t.add_argument("--seed", type=int, default=0, help="seed for weights, windows and noise")
-    t.add_argument("--snapshot-every", type=int, default=500, help="keep a snapshot every N steps (0: none)")
-    t.add_argument("--checkpoint-every", type=int, default=0,
-                   help="also refresh RUN_DIR/last.safetensors every N steps (0: only by time and at epoch ends)")
-    t.add_argument("--checkpoint-minutes", type=float, default=5.0,
-                   help="refresh RUN_DIR/last.safetensors when it is older than this many minutes")
-    t.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    add_options(t, TrainConfig)  # --lr, --batch-size, --steps, ...: one flag per TrainConfig field
     t.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     t.add_argument("--device", type=device, default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when present)")
     t.add_argument("--resume", action="store_true",

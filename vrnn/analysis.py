@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import FRAME_SECONDS, FRAME_SIZE, SAMPLE_RATE, AudioError, frame, frame_times
+from .audio import SAMPLE_RATE, AudioError, frame, frame_times
 from .distributions import gaussian_kl_per_dim
 from .fused import FusedVRNN, inference_threads
 from .model import VRNN, VRNNOutput
@@ -108,7 +108,7 @@ def analyze_blocks(model: VRNN, pieces: Iterable[np.ndarray], *, sample: bool = 
         total_frames: the clip's length in frames if known, for `progress`.
         progress: called after each block as progress(done_frames, total_frames) (total_frames is at least
             done_frames; the last call has done_frames == total_frames).
-        block_frames: frames per block; None: ANALYSIS_BLOCK_FRAMES (1024 = 12.8 s).
+        block_frames: frames per block; None: ANALYSIS_BLOCK_FRAMES (1024 = 12.8 s of 200-sample frames).
 
     Yields one `Analysis` per block, for frames [start, start + n) of the clip: `times` are the clip's
     (s), delta_t of a block's first frame is taken against the previous block's last posterior mean
@@ -116,18 +116,19 @@ def analyze_blocks(model: VRNN, pieces: Iterable[np.ndarray], *, sample: bool = 
     `waveform` the block's samples. Arrays are in the model's dtype (float32 for a loaded checkpoint).
 
     Raises AudioError for NaN or infinite samples (when their piece is reached) or, at the end, a clip
-    shorter than one 200-sample frame.
+    shorter than one frame (the model's x_dim samples: 200 = 12.5 ms).
     """
     device, dtype = model.x_mean.device, model.x_mean.dtype  # float32, or float64 for a model cast with .double()
     gen = torch.Generator(device=device).manual_seed(seed)
     net = FusedVRNN(model, threads=inference_threads(1, device)) if fast else model
-    step = (block_frames or ANALYSIS_BLOCK_FRAMES) * FRAME_SIZE  # samples per block
+    X = model.config.x_dim  # samples per frame: the model's own (200 = 12.5 ms for every bundled model)
+    step = (block_frames or ANALYSIS_BLOCK_FRAMES) * X  # samples per block
     pending = np.zeros(0, np.float32)  # samples not yet analysed, fewer than one block (until the end)
     state, last_mu, done, n_samples = None, None, 0, 0
 
     def run(samples: np.ndarray) -> Analysis:
         nonlocal state, last_mu, done
-        frames = frame(samples)  # [n, X]
+        frames = frame(samples, X)  # [n, X]
         with torch.inference_mode():
             x = model.normalize(torch.from_numpy(np.ascontiguousarray(frames)).to(device, dtype))[None]  # [1, n, X]
             out = net(x, sample=sample, generator=gen, state=state)
@@ -150,11 +151,11 @@ def analyze_blocks(model: VRNN, pieces: Iterable[np.ndarray], *, sample: bool = 
         for i in range(0, cut, step):
             yield run(pending[i:i + step])
         pending = pending[cut:]
-    tail = (pending.shape[0] // FRAME_SIZE) * FRAME_SIZE
+    tail = (pending.shape[0] // X) * X
     if tail:
         yield run(pending[:tail])
     if done == 0:
-        raise AudioError(f"The clip has {n_samples} samples; at least one frame of {FRAME_SIZE} is needed.")
+        raise AudioError(f"The clip has {n_samples} samples; at least one frame of {X} is needed.")
     if progress is not None and total_frames is not None and total_frames != done:
         progress(done, done)
 
@@ -164,7 +165,7 @@ def _block_analysis(out: VRNNOutput, start: int, last_mu: torch.Tensor | None, f
     """One block's `Analysis` from the model's output for it (batch of one); `start` is its first frame's
     index in the clip, `last_mu` [Z] the previous block's last posterior mean (None for the first)."""
     n = frames.shape[0]
-    times = (np.arange(start, start + n) + 0.5) * FRAME_SECONDS  # = frame_times(T)[start:start + n]
+    times = (np.arange(start, start + n) + 0.5) * (frames.shape[1] / SAMPLE_RATE)  # = frame_times(T, X)[start:start + n]
     np_ = lambda t: t.cpu().numpy()  # noqa: E731
     kw = dict(times=times, log_px=np_(out.log_px[0]), elbo=float(out.elbo[0]), waveform=frames.reshape(-1),
               sampled=sample)
@@ -203,12 +204,13 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
     if sample_rate != SAMPLE_RATE:
         raise AudioError(f"analyze expects {SAMPLE_RATE} Hz audio, got {sample_rate} Hz; load it with load_audio.")
     waveform = np.asarray(waveform, dtype=np.float32).reshape(-1)
-    if waveform.shape[0] < FRAME_SIZE:
-        raise AudioError(f"The clip has {waveform.shape[0]} samples; at least one frame of {FRAME_SIZE} is needed.")
+    X = model.config.x_dim  # samples per frame: the model's own (200 = 12.5 ms for every bundled model)
+    if waveform.shape[0] < X:
+        raise AudioError(f"The clip has {waveform.shape[0]} samples; at least one frame of {X} is needed.")
     if not np.isfinite(waveform).all():
         raise AudioError("The clip contains NaN or infinite samples.")
-    T = waveform.shape[0] // FRAME_SIZE
-    samples = waveform[:T * FRAME_SIZE]
+    T = waveform.shape[0] // X
+    samples = waveform[:T * X]
     cols: dict[str, np.ndarray | None] = {}
     elbo, i = 0.0, 0  # i: the block's first frame
     for part in analyze_blocks(model, [samples], sample=sample, seed=seed, fast=fast, total_frames=T,
@@ -222,7 +224,7 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
                 col[i:i + part.n_frames] = getattr(part, name)
         elbo += part.elbo
         i += part.n_frames
-    return Analysis(times=frame_times(T), elbo=elbo, waveform=samples.copy(), sampled=sample, **cols)
+    return Analysis(times=frame_times(T, X), elbo=elbo, waveform=samples.copy(), sampled=sample, **cols)
 
 
 _PER_FRAME = ("delta", "kl", "log_px", "z_mean", "z_std", "prior_mean", "prior_std", "kl_per_dim")  # [T, ...]
@@ -237,14 +239,13 @@ def generate(model: VRNN, seconds: float = 3.0, seed: int = 0, n_samples: int = 
     de-normalised with the model's training statistics. Returns float32 [N] at 16 kHz (n_samples = 1)
     or [n_samples, N]. `fast` runs the fused CPU loop (`vrnn.fused.FusedVRNN.sample`), False the readable
     `model.sample`; both draw the same noise for a seed and give the same audio. Raises ValueError for a
-    length that is not a positive finite number
-    or n_samples < 1.
+    length that is not a positive finite number, or n_samples < 1.
     """
     if not (isinstance(seconds, numbers.Real) and math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"seconds must be a positive finite number, got {seconds!r}.")
     if not (isinstance(n_samples, numbers.Integral) and n_samples >= 1):
         raise ValueError(f"n_samples must be a whole number >= 1, got {n_samples!r}.")
-    n_frames = max(1, int(round(seconds * SAMPLE_RATE / FRAME_SIZE)))
+    n_frames = max(1, int(round(seconds * SAMPLE_RATE / model.config.x_dim)))
     gen = torch.Generator(device=model.x_mean.device).manual_seed(seed)
     net = FusedVRNN(model, threads=inference_threads(n_samples, model.x_mean.device)) if fast else model
     x = net.sample(n_frames, batch_size=n_samples, generator=gen, output_noise=output_noise)  # [B, T, X]

@@ -17,11 +17,13 @@ from typing import BinaryIO
 import numpy as np
 
 SAMPLE_RATE = 16_000  # Hz, as Chung et al. 2015 (Blizzard, TIMIT)
-FRAME_SIZE = 200  # samples per frame = 12.5 ms at 16 kHz (Chung et al. 2015, section 5.1)
-HOP_SIZE = FRAME_SIZE  # samples; frames do not overlap
+FRAME_SIZE = 200  # samples per frame = 12.5 ms at 16 kHz (Chung et al. 2015, section 5.1); frames do not
+#                   overlap. New models' default (ModelConfig.x_dim); a loaded model's own is model.config.x_dim
 FRAME_SECONDS = FRAME_SIZE / SAMPLE_RATE  # 0.0125 s
 WINDOW_FRAMES = 40  # frames per training/evaluation sequence = 0.5 s (the paper's Table 1 unit)
 WINDOW_SIZE = WINDOW_FRAMES * FRAME_SIZE  # 8000 samples
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".sph", ".nist", ".g722"}
+#                   file names `load_audio` is asked to read when a folder is scanned (corpus, evaluate --data)
 
 AudioSource = str | os.PathLike | bytes | bytearray | BinaryIO
 
@@ -121,9 +123,9 @@ def unframe(frames: np.ndarray) -> np.ndarray:
     return frames.reshape(*frames.shape[:-2], frames.shape[-2] * frames.shape[-1])
 
 
-def frame_times(n_frames: int) -> np.ndarray:
-    """Centre of each frame in seconds: [T] float64, (t + 0.5) * 12.5 ms."""
-    return (np.arange(n_frames) + 0.5) * FRAME_SECONDS
+def frame_times(n_frames: int, frame_size: int = FRAME_SIZE) -> np.ndarray:
+    """Centre of each frame in seconds: [T] float64, (t + 0.5) * frame_size / 16 kHz (12.5 ms frames by default)."""
+    return (np.arange(n_frames) + 0.5) * (frame_size / SAMPLE_RATE)
 
 
 def to_wav_bytes(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .audio import FRAME_SIZE
+from .audio import SAMPLE_RATE
 from .config import FAMILIES, ModelConfig
 from .model import VRNN
 
@@ -149,8 +149,8 @@ def _is_number(v) -> bool:
 def validate_config(d, what: str = "the checkpoint") -> ModelConfig:
     """A checkpoint's config dict -> ModelConfig, every field typed and bounded.
 
-    Raises CheckpointError naming `what` and the field: a family outside FAMILIES, x_dim other than
-    FRAME_SIZE, h_dim/z_dim outside 1..MAX_UNITS, a network with no layers, more than MAX_LAYERS or a
+    Raises CheckpointError naming `what` and the field: a family outside FAMILIES, x_dim (samples per
+    frame) outside 1..SAMPLE_RATE (analysis frames a clip with the model's own x_dim), h_dim/z_dim outside 1..MAX_UNITS, a network with no layers, more than MAX_LAYERS or a
     size outside 1..MAX_UNITS, n_components outside 1..MAX_COMPONENTS, sigma_min not in (0, 1].
     """
     if not isinstance(d, dict):
@@ -165,8 +165,8 @@ def validate_config(d, what: str = "the checkpoint") -> ModelConfig:
 
     if "family" in d and d["family"] not in FAMILIES:
         raise bad("family", d["family"], f"one of {', '.join(FAMILIES)}")
-    if "x_dim" in d and (not _is_int(d["x_dim"]) or d["x_dim"] != FRAME_SIZE):
-        raise bad("x_dim", d["x_dim"], f"{FRAME_SIZE} (samples per 12.5 ms frame)")
+    if "x_dim" in d and not (_is_int(d["x_dim"]) and 1 <= d["x_dim"] <= SAMPLE_RATE):
+        raise bad("x_dim", d["x_dim"], f"a whole number of samples per frame from 1 to {SAMPLE_RATE} (1 s)")
     for field in ("h_dim", "z_dim"):
         if field in d and not (_is_int(d[field]) and 1 <= d[field] <= MAX_UNITS):
             raise bad(field, d[field], f"a whole number from 1 to {MAX_UNITS}")

@@ -9,9 +9,10 @@ Source for the `paper` sizes and optimiser settings: Chung et al. 2015, section 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import Field, asdict, dataclass, field, fields
 
-from .audio import FRAME_SIZE
+from .audio import FRAME_SIZE, WINDOW_FRAMES
 
 FAMILIES = ("rnn-gauss", "rnn-gmm", "vrnn-i-gauss", "vrnn-gauss", "vrnn-gmm")
 PRESETS = ("tiny", "cpu", "paper")
@@ -78,30 +79,52 @@ class ModelConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+def option(default, help: str, low: float | None = None, high: float | None = None, low_open: bool = False,
+           flag: str | None = None):
+    """A dataclass field with its help text and valid range in its metadata: low <= value <= high (low <
+    value with low_open). The one home of an option: `check_option` enforces the range in the config
+    and `python -m vrnn train` builds its flag (--name-with-dashes, or `flag`) from it."""
+    return field(default=default, metadata={"help": help, "low": low, "high": high, "low_open": low_open,
+                                            "flag": flag})
+
+
+def check_option(f: Field, value) -> None:
+    """Raise ValueError naming the option unless `value` is in field `f`'s range (see `option`)."""
+    m = f.metadata
+    low, high = m.get("low"), m.get("high")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{f.name} must be a finite number, got {value}.")
+    if low is not None and (value <= low if m.get("low_open") else value < low):
+        raise ValueError(f"{f.name} must be {'above' if m.get('low_open') else 'at least'} {low}, got {value}.")
+    if high is not None and value > high:
+        raise ValueError(f"{f.name} must be at most {high}, got {value}.")
+
+
 @dataclass
 class TrainConfig:
-    """Optimisation options (authors' code: Adam 3e-4, gradient norm clipped at 5).
+    """Optimisation options (authors' code: Adam 3e-4, gradient norm clipped at 5). Each field's help text
+    and valid range are in its metadata (`option`); the CLI's train flags are made from them.
 
-    batch_size: 0.5 s windows per update (global, over all processes).
-    window_frames: frames per training window (40 frames = 8000 samples = 0.5 s).
-    steps: total optimiser updates. snapshot_every: steps between kept snapshots (0 = none).
-    checkpoint_every / checkpoint_minutes: also refresh last.safetensors every N steps (0: off) and
-        whenever it is older than this many minutes, so a crash loses little.
-    max_bad_steps: a streak of this many non-finite steps stops the run.
+    Raises ValueError for a value outside its range (a batch of 0, a negative learning rate, ...).
     """
 
-    lr: float = 3e-4
-    batch_size: int = 64
-    window_frames: int = 40
-    steps: int = 2000
-    clip_norm: float = 5.0
-    seed: int = 0
-    snapshot_every: int = 500
-    num_workers: int = 0
-    max_bad_steps: int = 50
-    checkpoint_every: int = 0
-    checkpoint_minutes: float = 5.0
-    extra: dict = field(default_factory=dict)
+    lr: float = option(3e-4, "Adam learning rate", low=0, low_open=True)
+    batch_size: int = option(64, "0.5 s windows per update (the global batch, over all processes)", low=1)
+    window_frames: int = option(WINDOW_FRAMES, "frames per training window (40 frames of 200 samples = 0.5 s)", low=1)
+    steps: int = option(2000, "optimiser updates in total", low=1)
+    clip_norm: float = option(5.0, "clip the global gradient norm to this before each step", low=0, low_open=True)
+    seed: int = option(0, "seed for weights, windows and noise", low=0)
+    snapshot_every: int = option(500, "keep a snapshot every N steps (0: none)", low=0)
+    num_workers: int = option(0, "data-loading worker processes", low=0, flag="--workers")
+    max_bad_steps: int = option(50, "stop after this many non-finite steps in a row", low=1)
+    checkpoint_every: int = option(0, "also refresh RUN_DIR/last.safetensors every N steps (0: only by time and "
+                                      "at epoch ends)", low=0)
+    checkpoint_minutes: float = option(5.0, "refresh RUN_DIR/last.safetensors when it is older than this many "
+                                            "minutes", low=0, low_open=True)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check_option(f, getattr(self, f.name))
 
 
 def preset(name: str, family: str = "vrnn-gauss") -> ModelConfig:

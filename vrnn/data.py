@@ -15,7 +15,8 @@ The source is only ever read: the corpus is built in a staging folder beside the
 renamed into place when complete, and the corpus folder may not be, contain or lie inside the
 source (`build_corpus`).
 
-`build_corpus` reads any folder tree of audio and recognises four layouts (`detect_layout`):
+`build_corpus` reads any folder tree of audio and recognises four layouts (`detect_layout`), each read
+by its own module in `vrnn.corpora` (folder, timit, ljspeech, vctk; the default source: asterisk):
 
     folder    any tree of wav/flac/ogg/mp3/... files; split by file (SHA-1 of the relative path, 90/5/5)
     timit     TIMIT: {TRAIN,TEST}/DR1..DR8/SPEAKER/*.WAV (NIST SPHERE or RIFF), .PHN phone boundaries;
@@ -37,51 +38,34 @@ import errno
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .audio import FRAME_SIZE, SAMPLE_RATE, WINDOW_SIZE, AudioError, load_audio, read_audio_blocks
+from .audio import AUDIO_EXTENSIONS, FRAME_SIZE, SAMPLE_RATE, WINDOW_SIZE, AudioError, load_audio, read_audio_blocks
+from .corpora import (  # noqa: F401
+    LAYOUTS,
+    SPLIT_FRACTIONS,
+    SPLITS,
+    CorpusError,
+    SourceFile,
+    assign_splits,
+    detect_layout,
+    list_audio,
+    resolve_splits,
+    scan_source,
+)
+from .corpora.asterisk import ASTERISK_LICENCE, EXCLUDE_DIRS, decode_g722, find_asterisk_sounds
+from .corpora.timit import sibling
 from .files import FolderBusyError, FolderLock, overlap
 
-SPLITS = ("train", "valid", "test")
-SPLIT_FRACTIONS = (0.90, 0.05, 0.05)
-TIMIT_VALID_FRACTION = 0.05  # of the TIMIT TRAIN speakers, held out as the valid split
-AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".sph", ".nist", ".g722"}
-LAYOUTS = ("auto", "folder", "timit", "ljspeech", "vctk")
 BLOCK_SECONDS = 30.0  # s of source audio decoded at a time when building a corpus
-ASTERISK_PACKAGE = "asterisk-core-sounds-en-g722"
-ASTERISK_DIR = "usr/share/asterisk/sounds/en_US_f_Allison"
-ASTERISK_LICENCE = ("CC-BY-SA-3.0, Copyright 2003-2010 Allison Smith, recordings funded by Digium, Inc. "
-                    "(Debian package asterisk-core-sounds-en-g722)")
 CORPUS_VERSION = 1
-
-_TIMIT_RE = re.compile(r"(?:^|/)(train|test)/(dr[1-8])/([^/]+)/[^/]+$", re.IGNORECASE)
-_VCTK_RE = re.compile(r"(?:^|/)(wav48[^/]*)/([ps]\d+)/[^/]+$", re.IGNORECASE)
-
-
-class CorpusError(RuntimeError):
-    """The corpus cannot be built or read; the message says why and what to do."""
-
-
-def decode_g722(path: str | os.PathLike) -> np.ndarray:
-    """Decode a raw G.722 file (16 kHz) with PyAV (FFmpeg). Returns int16 [N]."""
-    import av
-
-    with av.open(str(path), format="g722") as container:
-        stream = container.streams.audio[0]
-        chunks = [frame.to_ndarray().reshape(-1) for frame in container.decode(stream)]
-        if stream.sample_rate != SAMPLE_RATE:
-            raise CorpusError(f"{path}: G.722 decoded at {stream.sample_rate} Hz, expected {SAMPLE_RATE}.")
-    return np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
 
 
 def _to_int16(x: np.ndarray) -> np.ndarray:
@@ -117,213 +101,6 @@ def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, 
         return SAMPLE_RATE, iter([x])
     rate, _, blocks = read_audio_blocks(path, block_seconds)
     return rate, (_to_int16(x) for x in blocks)
-
-
-def find_asterisk_sounds(cache: Path) -> Path:
-    """Locate the Allison Smith English prompts: an installed copy, or `apt-get download` + `dpkg -x`
-    of the Debian package into `cache` (no installation, no root needed for dpkg -x).
-
-    Raises CorpusError when neither works (no apt, no network to the Debian mirror).
-    """
-    installed = Path("/") / ASTERISK_DIR
-    if installed.is_dir() and any(installed.glob("*.g722")):
-        return installed
-    extracted = cache / "deb" / ASTERISK_DIR
-    if extracted.is_dir() and any(extracted.glob("*.g722")):
-        return extracted
-    (cache / "deb").mkdir(parents=True, exist_ok=True)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(["apt-get", "download", ASTERISK_PACKAGE], cwd=tmp, check=True, capture_output=True)
-            deb = next(Path(tmp).glob("*.deb"))
-            subprocess.run(["dpkg", "-x", str(deb), str(cache / "deb")], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError, StopIteration) as e:
-        detail = getattr(e, "stderr", b"") or b""
-        raise CorpusError(
-            f"Could not obtain Debian package {ASTERISK_PACKAGE} ({e} {detail.decode(errors='replace').strip()}). "
-            "Run 'apt-get update' first, install it with 'apt-get install asterisk-core-sounds-en-g722', "
-            "or pass --from DIR with your own audio."
-        ) from None
-    return extracted
-
-
-def list_audio(root: Path, exclude_dirs: tuple[str, ...] = ()) -> list[Path]:
-    """All audio files under `root` (recursive), sorted by relative path."""
-    files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-             and not any(part in exclude_dirs for part in p.relative_to(root).parts[:-1])]
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
-
-
-def _sha1_order(keys) -> list[str]:
-    return sorted(keys, key=lambda k: hashlib.sha1(k.encode()).hexdigest())
-
-
-def assign_splits(names: list[str]) -> dict[str, str]:
-    """Deterministic split by key (a file's relative path, or a speaker): order keys by SHA-1, then
-    the first 90% are train, the next 5% valid, the rest test (at least one valid and one test key
-    when there are three or more)."""
-    order = _sha1_order(names)
-    n = len(order)
-    n_valid = max(1, round(SPLIT_FRACTIONS[1] * n)) if n >= 3 else 0
-    n_test = max(1, round(SPLIT_FRACTIONS[2] * n)) if n >= 3 else 0
-    n_train = n - n_valid - n_test
-    split = {}
-    for i, name in enumerate(order):
-        split[name] = "train" if i < n_train else ("valid" if i < n_train + n_valid else "test")
-    return split
-
-
-@dataclass
-class SourceFile:
-    """One audio file of a source tree, as a layout reader sees it.
-
-    name: its path relative to the source root (the manifest's "file").
-    split: fixed by the layout (TIMIT), or "" to be drawn by `assign_splits` over `group`.
-    group: files of one group share a split (a VCTK speaker); "" means the file is its own group.
-    info: extra manifest fields ("speaker", "text").
-    """
-
-    path: Path
-    name: str
-    split: str = ""
-    group: str = ""
-    info: dict = field(default_factory=dict)
-
-
-def _utterance_base(path: Path) -> Path:
-    """`.../SA1.WAV` and `.../SA1.WAV.wav` (a RIFF copy beside the SPHERE original) -> `.../SA1`."""
-    return path.parent / path.name.split(".", 1)[0]
-
-
-def _sibling(path: Path, suffix: str) -> Path | None:
-    """The file beside `path` with the same utterance name and `suffix` (upper or lower case)."""
-    base = _utterance_base(path)
-    for s in (suffix, suffix.lower()):
-        for cand in (path.with_suffix(s), base.with_name(base.name + s)):
-            if cand.is_file():
-                return cand
-    return None
-
-
-def _ljspeech_root(root: Path) -> Path | None:
-    for d in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
-        if (d / "metadata.csv").is_file() and (d / "wavs").is_dir():
-            return d
-    return None
-
-
-def detect_layout(root: Path, names: list[str]) -> str:
-    """Which layout a source tree has: "ljspeech" (metadata.csv beside wavs/, at the root or one
-    folder down), "timit" or "vctk" (most audio files sit where that corpus puts them), else "folder"."""
-    if _ljspeech_root(root) is not None:
-        return "ljspeech"
-    for layout, pattern in (("timit", _TIMIT_RE), ("vctk", _VCTK_RE)):
-        if names and sum(bool(pattern.search(n)) for n in names) * 2 >= len(names):
-            return layout
-    return "folder"
-
-
-def scan_source(root: Path, layout: str = "auto", exclude_dirs: tuple[str, ...] = ()) -> tuple[str, list[SourceFile]]:
-    """List a source tree's audio files with their fixed splits, split groups and metadata.
-
-    Returns (layout, files sorted by relative path). Raises CorpusError for an unknown layout.
-    """
-    if layout not in LAYOUTS:
-        raise CorpusError(f"Unknown corpus layout {layout!r}; choose one of {', '.join(LAYOUTS)}.")
-    paths = list_audio(root, exclude_dirs)
-    names = [p.relative_to(root).as_posix() for p in paths]
-    if layout == "auto":
-        layout = detect_layout(root, names)
-    files = [SourceFile(p, n) for p, n in zip(paths, names, strict=True)]
-    if layout == "timit":
-        files = _scan_timit(files)
-    elif layout == "vctk":
-        files = _scan_vctk(root, files)
-    elif layout == "ljspeech":
-        files = _scan_ljspeech(root, files)
-    return layout, files
-
-
-def _scan_timit(files: list[SourceFile]) -> list[SourceFile]:
-    """TIMIT: keep {TRAIN,TEST}/DRn/SPEAKER/UTT files, one per utterance (the SPHERE original when a
-    RIFF copy `UTT.WAV.wav` sits beside it); the TEST folder is the test split; 5% of the TRAIN
-    speakers (by SHA-1 of their id, whole speakers) are the valid split."""
-    chosen: dict[str, SourceFile] = {}
-    for f in files:
-        m = _TIMIT_RE.search(f.name)
-        if not m:
-            continue
-        key = _utterance_base(Path(f.name)).as_posix().lower()
-        if key in chosen and len(chosen[key].name) <= len(f.name):
-            continue
-        speaker = m.group(3).upper()
-        f.split = "train" if m.group(1).lower() == "train" else "test"
-        f.group = speaker
-        f.info = {"speaker": speaker}
-        txt = _sibling(f.path, ".TXT")
-        if txt is not None:
-            words = txt.read_text(errors="replace").split()
-            f.info["text"] = " ".join(words[2:])  # "start end words..."
-        chosen[key] = f
-    train_speakers = sorted({f.group for f in chosen.values() if f.split == "train"})
-    n_valid = max(1, round(TIMIT_VALID_FRACTION * len(train_speakers))) if len(train_speakers) >= 2 else 0
-    valid = set(_sha1_order(train_speakers)[:n_valid])
-    for f in chosen.values():
-        if f.split == "train" and f.group in valid:
-            f.split = "valid"
-    return sorted(chosen.values(), key=lambda f: f.name)
-
-
-def _scan_vctk(root: Path, files: list[SourceFile]) -> list[SourceFile]:
-    """VCTK: wav48*/SPEAKER/*; split by speaker; keep mic1 where a mic1/mic2 pair exists (VCTK 0.92:
-    mic1 is the microphone of the earlier releases); text from txt/SPEAKER/UTT.txt when present."""
-    mic1 = {f.name.rsplit("_mic1", 1)[0] for f in files if f.path.stem.endswith("_mic1")}
-    out = []
-    for f in files:
-        m = _VCTK_RE.search(f.name)
-        if not m:
-            continue
-        stem = f.path.stem
-        if stem.endswith("_mic2") and f.name.rsplit("_mic2", 1)[0] in mic1:
-            continue
-        speaker = m.group(2)
-        f.group, f.info = speaker, {"speaker": speaker}
-        vctk_root = root / f.name[: m.start(1)] if m.start(1) else root
-        utt = stem.removesuffix("_mic1").removesuffix("_mic2")
-        txt = vctk_root / "txt" / speaker / f"{utt}.txt"
-        if txt.is_file():
-            f.info["text"] = txt.read_text(errors="replace").strip()
-        out.append(f)
-    return out
-
-
-def _scan_ljspeech(root: Path, files: list[SourceFile]) -> list[SourceFile]:
-    """LJSpeech: wavs/*.wav with their normalised transcription from metadata.csv (id|text|normalised);
-    one speaker, so split by file."""
-    lj = _ljspeech_root(root)
-    texts = {}
-    for line in (lj / "metadata.csv").read_text(encoding="utf-8", errors="replace").splitlines():
-        parts = line.split("|")
-        if len(parts) >= 2:
-            texts[parts[0]] = parts[2] if len(parts) >= 3 and parts[2] else parts[1]
-    wavs = (lj / "wavs").relative_to(root).as_posix()
-    prefix = "" if wavs == "." else wavs + "/"
-    out = []
-    for f in files:
-        if not f.name.startswith(prefix):
-            continue
-        f.info = {"speaker": "LJ"}
-        if f.path.stem in texts:
-            f.info["text"] = texts[f.path.stem]
-        out.append(f)
-    return out
-
-
-def _resolve_splits(files: list[SourceFile]) -> None:
-    free = [f for f in files if not f.split]
-    drawn = assign_splits(sorted({f.group or f.name for f in free}))
-    for f in free:
-        f.split = drawn[f.group or f.name]
 
 
 def _fingerprint(root: Path, files: list[Path]) -> str:
@@ -515,7 +292,7 @@ def build_corpus(out: str | os.PathLike, source: str | os.PathLike | None = None
                     staging = _stage_folder(out)
                     cache = staging / "_cache"
                 root = find_asterisk_sounds(cache)
-                layout, items = scan_source(root, "folder", exclude_dirs=("silence",))
+                layout, items = scan_source(root, "folder", exclude_dirs=EXCLUDE_DIRS)
                 description = {"name": "asterisk-core-sounds-en-g722 (en_US_f_Allison)", "licence": ASTERISK_LICENCE}
             else:
                 layout, items = scan_source(root, layout)
@@ -523,7 +300,7 @@ def build_corpus(out: str | os.PathLike, source: str | os.PathLike | None = None
             if not items:
                 raise CorpusError(f"No audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) found under {root}"
                                   + (f" in the {layout} layout." if layout != "folder" else "."))
-            _resolve_splits(items)
+            resolve_splits(items)
             fingerprint = _fingerprint(root, [f.path for f in items])
             if existing is not None:
                 same = (existing.get("fingerprint") == fingerprint and existing.get("version") == CORPUS_VERSION
@@ -638,7 +415,7 @@ def _write_splits(out: Path, items: list[SourceFile], wavs: dict[str, str], prog
                     wav.close()
             row = {"file": item.name, "wav": wavs[item.name], "split": split, "offset": offsets[split],
                    "length": n, **item.info}
-            phn = _sibling(item.path, ".PHN")
+            phn = sibling(item.path, ".PHN")
             if phn is not None:
                 scale = SAMPLE_RATE / rate
                 row["phones"] = [[round(a * scale), round(b * scale), p] for a, b, p in read_phones(phn)]
@@ -777,11 +554,3 @@ class WindowBatches(torch.utils.data.Dataset):
             self._audio = np.memmap(self.path, dtype=np.int16, mode="r")
         offs = self.offsets[self.start_batch + i][self.rank::self.world_size]
         return torch.from_numpy(read_windows(self._audio, offs, self.window))  # [B_local, window]
-
-
-def copy_examples(corpus: Corpus, dest: Path, names: list[str]) -> None:
-    """Copy chosen test-split wav files into `dest` (for assets/examples)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    wav = {r["file"]: r.get("wav") or Path(r["file"]).with_suffix(".wav").as_posix() for r in corpus.manifest}
-    for name in names:
-        shutil.copy(corpus.root / "wav" / wav[name], dest / Path(wav[name]).name)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .audio import FRAME_SIZE, frame
+from .audio import frame
 from .distributions import log_mean_exp
 from .fused import FusedVRNN, inference_threads
 from .model import VRNN
@@ -75,13 +75,14 @@ def score_sequences(model: VRNN, chunks: np.ndarray | torch.Tensor, samples: int
         raise ValueError("No 0.5 s sequences to score: the audio is shorter than one sequence.")
     device = model.x_mean.device
     gen = torch.Generator(device=device).manual_seed(seed)
-    n_frames = chunks.shape[1] // FRAME_SIZE
+    X = model.config.x_dim  # samples per frame
+    n_frames = chunks.shape[1] // X
     elbo_sum, ll_sum = 0.0, 0.0
     K = samples if model.config.has_latent else 1
     bs = max(1, batch_size // max(1, K)) if K > 1 else batch_size
     net = FusedVRNN(model, threads=inference_threads(bs, device)) if fast else model
     for start in tqdm(range(0, chunks.shape[0], bs), desc="evaluate", unit="batch", disable=not progress):
-        x = model.normalize(torch.from_numpy(frame(chunks[start:start + bs].numpy())).to(device))  # [b, T, X]
+        x = model.normalize(torch.from_numpy(frame(chunks[start:start + bs].numpy(), X)).to(device))  # [b, T, X]
         b = x.shape[0]
         out = net(x, sample=True, generator=gen)
         elbo_sum += out.elbo.sum().item()

@@ -1,8 +1,8 @@
 """The training loop as a function: Adam, global gradient-norm clipping before the step, 0.5 s
 windows, validation ELBO after each epoch, best/last checkpoints, JSON-lines metrics, resume.
 
-Runs single-process on CPU or one GPU, or data-parallel under `torchrun` (torch.distributed with
-DistributedDataParallel: NCCL on GPUs, gloo on CPU). Everything random depends only on (seed, step)
+Runs single-process on CPU or one GPU, or data-parallel under `torchrun` (`vrnn.distrib`:
+DistributedDataParallel, NCCL on GPUs, gloo on CPU). Everything random depends only on (seed, step)
 or (seed, epoch), so a resumed run and a run split over W processes follow the same path as one
 uninterrupted process with the same global batch.
 
@@ -20,13 +20,14 @@ import math
 import os
 import signal
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .audio import FRAME_SIZE, SAMPLE_RATE, frame
+from . import distrib
+from .audio import SAMPLE_RATE, frame
 from .checkpoint import read_checkpoint, remove_stale_temporaries, restore_optimizer, save_checkpoint
 from .config import ModelConfig, TrainConfig
 from .data import Corpus, CorpusError, WindowBatches, chunk_starts, ignore_signals_in_worker, read_windows
@@ -34,77 +35,42 @@ from .fused import FusedVRNN
 from .model import VRNN
 from .runfolder import claim_run_folder
 
-CHECKPOINT_MINUTES = 5.0  # default: last.safetensors is at most this old (wall-clock minutes) while training
 METRICS_EVERY = 10  # steps between training rows in metrics.jsonl (plus every skipped step)
 VALID_BATCH = 64  # sequences per validation forward pass (as `evaluate.score_sequences`)
+VALID_FALLBACK = 64  # training windows scored when a corpus has no valid split long enough
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on; the message names the step and the likely cause."""
 
 
-def _dist_info() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from the environment `torchrun` sets; (0, 1, 0) without it."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+@dataclass
+class RunState:
+    """Where a run stands. Every checkpoint records it (training.state) and --resume restores it."""
+
+    step: int = 0  # optimiser updates done (skipped ones included)
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of this epoch done
+    best_valid_elbo: float = -math.inf  # nats per 0.5 s sequence
+    best_step: int = 0
+    wall_time_s: float = 0.0  # time in training steps (validation and checkpoints not counted)
+    skipped_steps: int = 0  # steps whose loss or gradient was not finite
 
 
-def _all_reduce(t: torch.Tensor, distributed: bool, op=None) -> torch.Tensor:
-    if distributed:
-        torch.distributed.all_reduce(t, op=op or torch.distributed.ReduceOp.SUM)
-    return t
+@dataclass
+class StepStats:
+    """One step's results, averaged over the global batch (all processes)."""
 
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop the rows a killed run logged after its last checkpoint (step > `step`) and any torn last
-    line, so that a resumed run's metrics.jsonl reads like one uninterrupted run's."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("step", 0) <= step:
-            keep.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(x + "\n" for x in keep))
-    os.replace(tmp, path)
-
-
-@torch.no_grad()
-def _validate(model: VRNN, audio: np.ndarray, starts: np.ndarray, window: int, seed: int, rank: int, world: int,
-              distributed: bool) -> float:
-    """Mean ELBO (nats per sequence) over the chunks at `starts`, sharded over the ranks.
-
-    Batch j (of VALID_BATCH sequences) is scored by rank j % world; every rank draws the noise of
-    every batch from one generator seeded with `seed`, in order, so the result is the same for any
-    number of processes and equals `evaluate.score_sequences(model, chunks, samples=1, seed=seed)`.
-    Chunks are read from the memory map batch by batch, so a large valid split never sits in memory.
-    """
-    device = model.x_mean.device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    c = model.config
-    total = 0.0
-    was_training = model.training
-    model.eval()
-    for j, i0 in enumerate(range(0, len(starts), VALID_BATCH)):
-        offs = starts[i0: i0 + VALID_BATCH]
-        T = window // FRAME_SIZE
-        noise = (torch.randn(len(offs), T, c.z_dim, generator=gen, device=device) if c.has_latent else None)
-        if j % world != rank:
-            continue
-        x = model.normalize(torch.from_numpy(frame(read_windows(audio, offs, window))).to(device))  # [b, T, X]
-        total += FusedVRNN(model)(x, sample=True, noise=noise).elbo.sum().item()  # the fast path, batch 64: 1 thread
-    model.train(was_training)
-    sums = _all_reduce(torch.tensor([total], dtype=torch.float64, device=device), distributed)
-    return float(sums[0]) / len(starts)
+    loss: float  # negative ELBO, nats per sequence
+    kl: float  # KL summed over the sequence's steps, nats
+    grad_norm: float  # before clipping
+    finite: bool  # False: the step was skipped
+    stop: bool  # some process was asked to stop (SIGINT/SIGTERM)
 
 
 def train(data: str | os.PathLike, out: str | os.PathLike, model_config: ModelConfig, cfg: TrainConfig,
           resume: bool = False, device: str | None = None, progress: bool = True, log=print,
-          checkpoint_every: int | None = None, checkpoint_minutes: float | None = None, force: bool = False) -> dict:
+          force: bool = False) -> dict:
     """Train a model on a corpus folder (see `vrnn.data`).
 
     Args:
@@ -121,10 +87,6 @@ def train(data: str | os.PathLike, out: str | os.PathLike, model_config: ModelCo
             out/replaced-DATE-TIME/) or write into a non-empty folder that holds none; with `resume`,
             continue on a corpus other than the run's. See `vrnn.runfolder`: without it, both refuse.
         device: "cpu", "cuda", ...; default CUDA when present (cuda:LOCAL_RANK under torchrun).
-        checkpoint_every: also refresh last.safetensors every this many steps (0: only by time and at
-            epoch ends). Default: `cfg.checkpoint_every` if TrainConfig has it, else 0.
-        checkpoint_minutes: refresh last.safetensors when it is older than this (wall clock).
-            Default: `cfg.checkpoint_minutes` if TrainConfig has it, else CHECKPOINT_MINUTES.
 
     metrics.jsonl rows: every METRICS_EVERY steps and every skipped step, {"step", "epoch",
     "train_elbo_per_sequence", "train_elbo_per_frame", "kl_per_frame", "grad_norm", "finite",
@@ -140,232 +102,325 @@ def train(data: str | os.PathLike, out: str | os.PathLike, model_config: ModelCo
     `resume` meets another corpus; CorpusError for bad data; CheckpointError when a checkpoint
     cannot be written (disk full), leaving the previous one intact.
     """
-    with claim_run_folder(out, data, resume=resume, force=force, is_main=_dist_info()[0] == 0, log=log):
-        return _train(data, out, model_config, cfg, resume, device, progress, log, checkpoint_every, checkpoint_minutes)
+    with claim_run_folder(out, data, resume=resume, force=force, is_main=distrib.is_main(), log=log):
+        return _train(Path(data), Path(out), model_config, cfg, resume, device, progress, log)
 
 
-def _train(data, out, model_config: ModelConfig, cfg: TrainConfig, resume: bool, device: str | None, progress: bool,
-           log, checkpoint_every: int | None, checkpoint_minutes: float | None) -> dict:
-    """`train`'s body, run while this process holds the run folder."""
-    if checkpoint_every is None:
-        checkpoint_every = int(getattr(cfg, "checkpoint_every", 0) or 0)
-    if checkpoint_minutes is None:
-        checkpoint_minutes = float(getattr(cfg, "checkpoint_minutes", CHECKPOINT_MINUTES))
-    rank, world, local_rank = _dist_info()
-    distributed = world > 1
-    if device is None:
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    elif str(device) == "cuda":
-        device = f"cuda:{local_rank}"  # one GPU per process under torchrun (cuda:0 otherwise)
+def _train(data: Path, out: Path, model_config: ModelConfig, cfg: TrainConfig, resume: bool, device: str | None,
+           progress: bool, log) -> dict:
+    """`train`'s body, run while this process holds the run folder: set-up, then the loop."""
+    from tqdm import tqdm
+
+    rank, world = distrib.rank(), distrib.world_size()
     if cfg.batch_size % world:
         raise TrainingError(f"The global batch {cfg.batch_size} does not divide over {world} processes; "
                             f"choose --batch-size as a multiple of {world}.")
-    owns_group = False
-    if distributed and not torch.distributed.is_initialized():
-        backend = "nccl" if str(device).startswith("cuda") else "gloo"
-        torch.distributed.init_process_group(backend)
-        owns_group = True
-    if str(device).startswith("cuda"):
-        torch.cuda.set_device(torch.device(device))
-    is_main = rank == 0
-    out = Path(out)
+    device = distrib.pick_device(device)
+    owns_group = distrib.init(device)
     corpus = Corpus.open(data)
-    mean, std = corpus.normalization
     torch.manual_seed(cfg.seed)
-    model = VRNN(model_config, mean, std).to(device)
+    model = VRNN(model_config, *corpus.normalization).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_valid_elbo": -math.inf, "wall_time_s": 0.0,
-             "skipped_steps": 0, "best_step": 0}
-    last_path, best_path, metrics_path = out / "last.safetensors", out / "best.safetensors", out / "metrics.jsonl"
-    found = resume and last_path.is_file()
-    if distributed and resume:
-        seen = _all_reduce(torch.tensor([int(found)], device=device), True)
-        if 0 < int(seen) < world:
-            raise TrainingError(f"--resume: only {int(seen)} of {world} processes can see {last_path}; the run "
-                                "folder must be on a filesystem that every node shares.")
-    if found:
-        info, tensors = read_checkpoint(last_path)
-        if info["config"] != model_config.to_dict():
-            raise TrainingError(f"--resume: {last_path} was trained with another model config "
-                                f"({info['config']}); use a new --out folder or the same preset.")
-        model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("optim.")})
-        restore_optimizer(opt, tensors)
-        state.update(info["training"]["state"])
-        if is_main:
-            _truncate_metrics(metrics_path, state["step"])
-            log(f"Resuming {last_path} at step {state['step']} (epoch {state['epoch']}, batch {state['batch_in_epoch']}).")
-    elif resume and is_main:
-        _truncate_metrics(metrics_path, 0)  # rows of a run killed before its first checkpoint
-        log(f"--resume: no {last_path} yet, starting a new run.")
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out)
-    net = FusedVRNN(model)  # the fast path (same numbers as model.forward, tests/test_fused.py), shares its weights
-    if distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[torch.device(device).index] if str(device).startswith("cuda") else None)
-    window = cfg.window_frames * FRAME_SIZE
-    valid_split = "valid"
-    valid_starts = chunk_starts(corpus, valid_split, window)
-    if len(valid_starts) == 0:  # a corpus too small for a valid split: score 64 training windows
-        valid_split = "train"
-        valid_starts = chunk_starts(corpus, valid_split, window)[:64]
-    if len(valid_starts) == 0:
-        raise CorpusError(f"No file in {data} is {window / SAMPLE_RATE:.1f} s or longer, so there is nothing to "
-                          "validate on; add longer recordings.")
-    valid_audio = corpus.audio(valid_split)
-    train_seconds = corpus.meta["splits"]["train"]["seconds"]
-    record_base = {"data": {"corpus": corpus.meta["source"]["name"], "train_seconds": train_seconds,
-                            "corpus_fingerprint": corpus.meta["fingerprint"]},
-                   "train_config": asdict(cfg), "world_size": world}
-
-    stop = {"signal": None}
-
-    def on_signal(signum, _frame):
-        stop["signal"] = signal.Signals(signum).name
-
-    handlers = {}
-    try:
-        for s in (signal.SIGINT, signal.SIGTERM):
-            handlers[s] = signal.signal(s, on_signal)
-    except ValueError:  # not the main thread: no signal handling
-        for s, h in handlers.items():
-            signal.signal(s, h)
-        handlers = {}
-
-    def record(valid_elbo: float | None = None) -> dict:
-        return {**record_base, "steps": state["step"], "epochs": state["epoch"],
-                "wall_time_s": round(state["wall_time_s"], 1),
-                "valid_elbo_per_sequence": state["best_valid_elbo"] if valid_elbo is None else valid_elbo,
-                "best_valid_elbo_per_sequence": state["best_valid_elbo"], "state": dict(state)}
-
-    def write_metrics(row: dict) -> None:
-        if is_main:
-            try:
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-            except OSError as e:
-                raise TrainingError(f"Step {state['step']}: could not append to {metrics_path} ({e}). The last "
-                                    f"checkpoint, {last_path}, is intact; free some space and resume.") from None
-
-    last_saved = [time.monotonic()]
-
-    def save_last(valid_elbo: float | None = None) -> None:
-        if is_main:
-            save_checkpoint(last_path, model, record(valid_elbo), opt)
-        last_saved[0] = time.monotonic()
+    window = cfg.window_frames * model_config.x_dim  # samples per training sequence
+    files = RunFiles(out, {"data": {"corpus": corpus.meta["source"]["name"],
+                                    "train_seconds": corpus.meta["splits"]["train"]["seconds"],
+                                    "corpus_fingerprint": corpus.meta["fingerprint"]},
+                           "train_config": asdict(cfg), "world_size": world})
+    state = _resume(files, model, opt, resume, device, log) if resume else RunState()
+    net = distrib.wrap(FusedVRNN(model), device)  # the fast path (the same numbers as model.forward)
+    valid_audio, valid_starts = _validation_windows(corpus, window)
+    if distrib.is_main():
+        log(f"{model_config.family}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on "
+            f"{device}; global batch {cfg.batch_size} x {cfg.window_frames} frames ({cfg.batch_size // world} per "
+            f"process x {world} process(es)), lr {cfg.lr}; {files.record['data']['train_seconds'] / 60:.1f} min "
+            "of training audio.")
 
     def end_of_epoch_or_run() -> None:
-        v = _validate(model, valid_audio, valid_starts, window, cfg.seed, rank, world, distributed)
-        improved = v > state["best_valid_elbo"]
+        v = _validate(model, valid_audio, valid_starts, window, cfg.seed, rank, world, distrib.is_distributed())
+        improved = v > state.best_valid_elbo
         if improved:
-            state["best_valid_elbo"], state["best_step"] = v, state["step"]
-        write_metrics({"step": state["step"], "epoch": state["epoch"], "valid_elbo_per_sequence": v,
-                       "valid_elbo_per_frame": v / cfg.window_frames, "best": improved,
-                       "wall_time_s": round(state["wall_time_s"], 1)})
-        if is_main and improved:
-            save_checkpoint(best_path, model, record(v))
-        save_last(v)
+            state.best_valid_elbo, state.best_step = v, state.step
+        files.log_metrics(state, {"valid_elbo_per_sequence": v, "valid_elbo_per_frame": v / cfg.window_frames,
+                                  "best": improved})
+        if improved:
+            files.save(files.best, model, state, valid_elbo=v)
+        files.save_last(model, state, opt, valid_elbo=v)
 
-    if is_main:
-        n_params = sum(p.numel() for p in model.parameters())
-        log(f"{model_config.family}: {n_params / 1e6:.2f} M parameters on {device}; global batch "
-            f"{cfg.batch_size} x {cfg.window_frames} frames ({cfg.batch_size // world} per process x {world} "
-            f"process(es)), lr {cfg.lr}; {train_seconds / 60:.1f} min of training audio.")
-    from tqdm import tqdm
-
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", unit="step", disable=not (progress and is_main))
+    bar = tqdm(total=cfg.steps, initial=state.step, desc="train", unit="step",
+               disable=not (progress and distrib.is_main()))
     bad_streak = 0
     model.train()
-    try:
-        while state["step"] < cfg.steps:
-            batches = WindowBatches(data, "train", cfg.batch_size, state["epoch"], cfg.seed, window=window,
-                                    rank=rank, world_size=world, start_batch=state["batch_in_epoch"])
-            loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False,
-                                                 num_workers=cfg.num_workers, persistent_workers=False,
-                                                 worker_init_fn=ignore_signals_in_worker if cfg.num_workers else None)
-            for wave in loader:
+    with StopSignals() as stop, bar:
+        while state.step < cfg.steps:
+            batches = WindowBatches(data, "train", cfg.batch_size, state.epoch, cfg.seed, window=window,
+                                    rank=rank, world_size=world, start_batch=state.batch_in_epoch)
+            for wave in _loader(batches, cfg.num_workers):
                 t0 = time.perf_counter()
-                x = model.normalize(wave.to(device).view(wave.shape[0], -1, FRAME_SIZE))  # [b, T, X]
-                # Noise for the global batch from (seed, step); this process takes its rows.
-                gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + state["step"])
-                noise = torch.randn(cfg.batch_size, x.shape[1], model_config.z_dim, generator=gen,
-                                    device=device)[rank::world]
-                output = net(x, noise=noise)
-                loss = -output.elbo.mean()  # negative ELBO, nats per 0.5 s sequence
-                opt.zero_grad(set_to_none=True)
-                loss.backward()  # under DDP: gradients averaged over the ranks = the global batch's
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)  # before step
-                # One all-reduce carries the step's statistics and whether any rank was asked to stop,
-                # so that every rank skips, logs and stops at the same step.
-                stats = torch.stack([loss.detach(), output.kl.sum(-1).mean().detach(), grad_norm.detach(),
-                                     torch.tensor(float(stop["signal"] is not None), device=device)])
-                _all_reduce(stats, distributed)
-                stats[:3] /= world
-                finite = bool(torch.isfinite(stats[:3]).all())
-                if finite:
-                    opt.step()
-                    bad_streak = 0
-                else:
-                    state["skipped_steps"] += 1
-                    bad_streak += 1
-                state["step"] += 1
-                state["batch_in_epoch"] += 1
-                state["wall_time_s"] += time.perf_counter() - t0
-                loss_v, kl_v, gn_v = (float(v) for v in stats[:3])
+                x = model.normalize(wave.to(device).view(wave.shape[0], -1, model_config.x_dim))  # [b, T, X]
+                s = _train_step(net, model, opt, x, _step_noise(cfg, state.step, x.shape[1], model_config, device),
+                                cfg.clip_norm, stop.signal is not None)
+                state.step += 1
+                state.batch_in_epoch += 1
+                state.wall_time_s += time.perf_counter() - t0
+                state.skipped_steps += not s.finite
+                bad_streak = 0 if s.finite else bad_streak + 1
                 bar.update(1)
-                bar.set_postfix(elbo_frame=f"{-loss_v / cfg.window_frames:.1f}", kl_frame=f"{kl_v / cfg.window_frames:.2f}")
-                if state["step"] % METRICS_EVERY == 0 or not finite:
-                    write_metrics({"step": state["step"], "epoch": state["epoch"],
-                                   "train_elbo_per_sequence": -loss_v, "train_elbo_per_frame": -loss_v / cfg.window_frames,
-                                   "kl_per_frame": kl_v / cfg.window_frames, "grad_norm": gn_v, "finite": finite,
-                                   "skipped_steps": state["skipped_steps"],
-                                   "wall_time_s": round(state["wall_time_s"], 1),
-                                   "audio_seconds_seen": state["step"] * cfg.batch_size * window / SAMPLE_RATE})
+                bar.set_postfix(elbo_frame=f"{-s.loss / cfg.window_frames:.1f}", kl_frame=f"{s.kl / cfg.window_frames:.2f}")
+                if state.step % METRICS_EVERY == 0 or not s.finite:
+                    files.log_metrics(state, _train_row(s, state, cfg, window))
                 if bad_streak >= cfg.max_bad_steps:
-                    raise TrainingError(
-                        f"Step {state['step']}: the loss or gradient was not finite for {bad_streak} steps in a "
-                        f"row (steps {state['step'] - bad_streak + 1}-{state['step']}; none of them changed the "
-                        "weights). Likely causes: a learning rate too high for this model, or audio with extreme "
-                        "values in the corpus. "
-                        + (f"The last good checkpoint is {last_path}; resume from it with a lower --lr, or check "
-                           "the corpus." if last_path.is_file() else "No checkpoint was written yet."))
-                if is_main and cfg.snapshot_every and state["step"] % cfg.snapshot_every == 0:
-                    save_checkpoint(out / "snapshots" / f"step-{state['step']:06d}.safetensors", model, record())
-                if stats[3] > 0:
-                    if stop["signal"] is None:
-                        stop["signal"] = "a signal to another process"
+                    raise _nonfinite_streak_error(state.step, bad_streak, files.last)
+                if cfg.snapshot_every and state.step % cfg.snapshot_every == 0:
+                    files.save(files.snapshot(state.step), model, state)
+                if s.stop:
+                    stop.signal = stop.signal or "a signal to another process"
                     break
-                if state["step"] >= cfg.steps:
+                if state.step >= cfg.steps:
                     break
-                epoch_ends = state["batch_in_epoch"] >= batches.n_batches
-                if not epoch_ends and (
-                        (checkpoint_every and state["step"] % checkpoint_every == 0)
-                        or time.monotonic() - last_saved[0] >= 60 * checkpoint_minutes):
-                    save_last()
-            if stop["signal"] is not None:
+                if state.batch_in_epoch < batches.n_batches and files.last_is_due(state, cfg):
+                    files.save_last(model, state, opt)
+            if stop.signal is not None:
                 # Saved with the epoch's position as is: a run stopped at an epoch end validates that
                 # epoch when resumed (its loader is then empty), as the uninterrupted run would have.
                 break
-            if state["batch_in_epoch"] >= batches.n_batches:
-                state["epoch"] += 1
-                state["batch_in_epoch"] = 0
+            if state.batch_in_epoch >= batches.n_batches:
+                state.epoch += 1
+                state.batch_in_epoch = 0
                 end_of_epoch_or_run()
-            elif state["step"] >= cfg.steps:
+            elif state.step >= cfg.steps:
                 end_of_epoch_or_run()
-    finally:
-        bar.close()
-        for s, h in handlers.items():
-            signal.signal(s, h)
-    if stop["signal"] is not None:
-        save_last()
-        if is_main:
-            log(f"Stopped by {stop['signal']} at step {state['step']}; saved {last_path}. Resume with --resume.")
-    summary = {"steps": state["step"], "epochs": state["epoch"], "wall_time_s": round(state["wall_time_s"], 1),
-               "best_valid_elbo_per_sequence": state["best_valid_elbo"], "best_step": state["best_step"],
-               "skipped_steps": state["skipped_steps"], "interrupted": stop["signal"]}
+    if stop.signal is not None:
+        files.save_last(model, state, opt)
+        if distrib.is_main():
+            log(f"Stopped by {stop.signal} at step {state.step}; saved {files.last}. Resume with --resume.")
+    distrib.close(owns_group)
+    return {"steps": state.step, "epochs": state.epoch, "wall_time_s": round(state.wall_time_s, 1),
+            "best_valid_elbo_per_sequence": state.best_valid_elbo, "best_step": state.best_step,
+            "skipped_steps": state.skipped_steps, "interrupted": stop.signal}
+
+
+# -- one step ---------------------------------------------------------------------------------------
+
+def _step_noise(cfg: TrainConfig, step: int, n_frames: int, config: ModelConfig, device: str) -> torch.Tensor:
+    """eps [b, T, Z] for this process's rows of step `step`'s global batch, drawn from (seed, step) alone,
+    so a resumed or data-parallel run draws the same numbers as one uninterrupted process."""
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step)
+    noise = torch.randn(cfg.batch_size, n_frames, config.z_dim, generator=gen, device=device)  # [B, T, Z]
+    return noise[distrib.rank()::distrib.world_size()]
+
+
+def _train_step(net: torch.nn.Module, model: VRNN, opt: torch.optim.Optimizer, x: torch.Tensor,
+                noise: torch.Tensor, clip_norm: float, stop_requested: bool) -> StepStats:
+    """Negative ELBO (eq. (11)) of x [b, T, X], backward, clip the global gradient norm, then Adam's step,
+    unless the loss or gradient is not finite on some process (then every process skips the step)."""
+    output = net(x, noise=noise)
+    loss = -output.elbo.mean()  # nats per 0.5 s sequence
+    opt.zero_grad(set_to_none=True)
+    loss.backward()  # under DDP: gradients averaged over the processes = the global batch's
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)  # before the step
+    # One all-reduce carries the statistics and whether any process was asked to stop, so that every
+    # process skips, logs and stops at the same step.
+    stats = torch.stack([loss.detach(), output.kl.sum(-1).mean().detach(), grad_norm.detach(),
+                         torch.tensor(float(stop_requested), device=x.device)])
+    distrib.all_reduce(stats)
+    stats[:3] /= distrib.world_size()
+    finite = bool(torch.isfinite(stats[:3]).all())
+    if finite:
+        opt.step()
+    loss_v, kl_v, grad_v = (float(v) for v in stats[:3])
+    return StepStats(loss_v, kl_v, grad_v, finite, bool(stats[3] > 0))
+
+
+def _train_row(s: StepStats, state: RunState, cfg: TrainConfig, window: int) -> dict:
+    """The metrics row of a training step (see `train`)."""
+    return {"train_elbo_per_sequence": -s.loss, "train_elbo_per_frame": -s.loss / cfg.window_frames,
+            "kl_per_frame": s.kl / cfg.window_frames, "grad_norm": s.grad_norm, "finite": s.finite,
+            "skipped_steps": state.skipped_steps, "audio_seconds_seen": state.step * cfg.batch_size * window / SAMPLE_RATE}
+
+
+def _nonfinite_streak_error(step: int, streak: int, last: Path) -> TrainingError:
+    return TrainingError(
+        f"Step {step}: the loss or gradient was not finite for {streak} steps in a row (steps "
+        f"{step - streak + 1}-{step}; none of them changed the weights). Likely causes: a learning rate too "
+        "high for this model, or audio with extreme values in the corpus. "
+        + (f"The last good checkpoint is {last}; resume from it with a lower --lr, or check the corpus."
+           if last.is_file() else "No checkpoint was written yet."))
+
+
+def _loader(batches: WindowBatches, num_workers: int) -> torch.utils.data.DataLoader:
+    """The epoch's batches, read in `num_workers` worker processes (0: in this one)."""
+    return torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=num_workers,
+                                       persistent_workers=False,
+                                       worker_init_fn=ignore_signals_in_worker if num_workers else None)
+
+
+class StopSignals:
+    """While entered, SIGINT and SIGTERM set `signal` (their name) instead of stopping the process, so
+    the loop can finish its step and save. Outside the main thread (no signal handling there) it does
+    nothing."""
+
+    def __init__(self):
+        self.signal: str | None = None
+        self._old: dict = {}
+
+    def __enter__(self) -> StopSignals:
+        try:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._on_signal)
+        except ValueError:  # not the main thread
+            self.__exit__()
+        return self
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+        self._old = {}
+
+
+# -- validation -------------------------------------------------------------------------------------
+
+def _validation_windows(corpus: Corpus, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """(audio, window starts) of the valid split; VALID_FALLBACK training windows for a corpus too small
+    for a valid split. Raises CorpusError when no file is one window long."""
+    split, starts = "valid", chunk_starts(corpus, "valid", window)
+    if len(starts) == 0:
+        split, starts = "train", chunk_starts(corpus, "train", window)[:VALID_FALLBACK]
+    if len(starts) == 0:
+        raise CorpusError(f"No file in {corpus.root} is {window / SAMPLE_RATE:.1f} s or longer, so there is nothing "
+                          "to validate on; add longer recordings.")
+    return corpus.audio(split), starts
+
+
+@torch.no_grad()
+def _validate(model: VRNN, audio: np.ndarray, starts: np.ndarray, window: int, seed: int, rank: int, world: int,
+              distributed: bool) -> float:
+    """Mean ELBO (nats per sequence) over the chunks at `starts`, sharded over the ranks.
+
+    Batch j (of VALID_BATCH sequences) is scored by rank j % world; every rank draws the noise of
+    every batch from one generator seeded with `seed`, in order, so the result is the same for any
+    number of processes and equals `evaluate.score_sequences(model, chunks, samples=1, seed=seed)`.
+    Chunks are read from the memory map batch by batch, so a large valid split never sits in memory.
+    """
+    device = model.x_mean.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    c = model.config
+    T = window // c.x_dim
+    fast = FusedVRNN(model)  # batch VALID_BATCH: plain products (threads=1)
+    total = 0.0
+    was_training = model.training
+    model.eval()
+    for j, i0 in enumerate(range(0, len(starts), VALID_BATCH)):
+        offs = starts[i0: i0 + VALID_BATCH]
+        noise = torch.randn(len(offs), T, c.z_dim, generator=gen, device=device) if c.has_latent else None
+        if j % world != rank:
+            continue
+        x = model.normalize(torch.from_numpy(frame(read_windows(audio, offs, window), c.x_dim)).to(device))  # [b, T, X]
+        total += fast(x, sample=True, noise=noise).elbo.sum().item()
+    model.train(was_training)
+    sums = torch.tensor([total], dtype=torch.float64, device=device)
     if distributed:
-        torch.distributed.barrier()
-        if owns_group:
-            torch.distributed.destroy_process_group()
-    return summary
+        distrib.all_reduce(sums)
+    return float(sums[0]) / len(starts)
+
+
+# -- the run folder's files -------------------------------------------------------------------------
+
+class RunFiles:
+    """The files of a run folder: checkpoints (rank 0 alone writes) and metrics.jsonl.
+
+    record: what every checkpoint records about the run besides its RunState (data, options, world size).
+    """
+
+    def __init__(self, out: Path, record: dict):
+        self.out, self.record = out, record
+        self.last, self.best, self.metrics = out / "last.safetensors", out / "best.safetensors", out / "metrics.jsonl"
+        self.last_saved = time.monotonic()
+        if distrib.is_main():
+            out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(out)
+
+    def snapshot(self, step: int) -> Path:
+        return self.out / "snapshots" / f"step-{step:06d}.safetensors"
+
+    def save(self, path: Path, model: VRNN, state: RunState, opt: torch.optim.Optimizer | None = None,
+             valid_elbo: float | None = None) -> None:
+        """Write a checkpoint of `model` (with the Adam moments if `opt`), recording the run and its state;
+        its valid_elbo_per_sequence is `valid_elbo`, else the best so far."""
+        if distrib.is_main():
+            training = {**self.record, "steps": state.step, "epochs": state.epoch,
+                        "wall_time_s": round(state.wall_time_s, 1),
+                        "valid_elbo_per_sequence": state.best_valid_elbo if valid_elbo is None else valid_elbo,
+                        "best_valid_elbo_per_sequence": state.best_valid_elbo, "state": asdict(state)}
+            save_checkpoint(path, model, training, opt)
+
+    def save_last(self, model: VRNN, state: RunState, opt: torch.optim.Optimizer,
+                  valid_elbo: float | None = None) -> None:
+        self.save(self.last, model, state, opt, valid_elbo)
+        self.last_saved = time.monotonic()
+
+    def last_is_due(self, state: RunState, cfg: TrainConfig) -> bool:
+        """last.safetensors is due every `cfg.checkpoint_every` steps (0: never by count) and when it is
+        older than `cfg.checkpoint_minutes` (`save_last` resets the clock)."""
+        by_count = cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
+        return bool(by_count) or time.monotonic() - self.last_saved >= 60 * cfg.checkpoint_minutes
+
+    def log_metrics(self, state: RunState, row: dict) -> None:
+        """Append {"step", "epoch", **row, "wall_time_s"} to metrics.jsonl (rank 0)."""
+        if not distrib.is_main():
+            return
+        row = {"step": state.step, "epoch": state.epoch, **row, "wall_time_s": round(state.wall_time_s, 1)}
+        try:
+            with open(self.metrics, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as e:
+            raise TrainingError(f"Step {state.step}: could not append to {self.metrics} ({e}). The last "
+                                f"checkpoint, {self.last}, is intact; free some space and resume.") from None
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop the rows a killed run logged after its last checkpoint (step > `step`) and any torn last
+        line, so that a resumed run's metrics.jsonl reads like one uninterrupted run's."""
+        if not self.metrics.is_file():
+            return
+        keep = []
+        for line in self.metrics.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if row.get("step", 0) <= step:
+                keep.append(line)
+        tmp = self.metrics.with_name(self.metrics.name + ".tmp")
+        tmp.write_text("".join(x + "\n" for x in keep))
+        os.replace(tmp, self.metrics)
+
+
+def _resume(files: RunFiles, model: VRNN, opt: torch.optim.Optimizer, resume: bool, device: str, log) -> RunState:
+    """Load last.safetensors into `model` and `opt` and return its RunState; a new RunState when the run
+    folder has none yet. Raises TrainingError when only some processes see the file, or it holds
+    another model config."""
+    found = files.last.is_file()
+    if distrib.is_distributed():
+        seen = int(distrib.all_reduce(torch.tensor([int(found)], device=device)))
+        if 0 < seen < distrib.world_size():
+            raise TrainingError(f"--resume: only {seen} of {distrib.world_size()} processes can see {files.last}; "
+                                "the run folder must be on a filesystem that every node shares.")
+    if not found:
+        if distrib.is_main():
+            files.truncate_metrics(0)  # rows of a run killed before its first checkpoint
+            log(f"--resume: no {files.last} yet, starting a new run.")
+        return RunState()
+    info, tensors = read_checkpoint(files.last)
+    if info["config"] != model.config.to_dict():
+        raise TrainingError(f"--resume: {files.last} was trained with another model config "
+                            f"({info['config']}); use a new --out folder or the same preset.")
+    model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("optim.")})
+    restore_optimizer(opt, tensors)
+    known = {f.name for f in fields(RunState)}
+    state = RunState(**{k: v for k, v in info["training"]["state"].items() if k in known})
+    if distrib.is_main():
+        files.truncate_metrics(state.step)
+        log(f"Resuming {files.last} at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch}).")
+    return state
