@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         device,
         existing_file,
         existing_folder,
+        nonnegative_int,
         output_file,
         positive_int,
         seconds,
@@ -270,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder (best/last checkpoints, metrics.jsonl): new or empty, or a run to --resume; "
                         "locked while training")
     add_options(t, TrainConfig)  # --lr, --batch-size, --steps, ...: one flag per TrainConfig field
-    t.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    t.add_argument("--threads", type=nonnegative_int, default=0, help="CPU threads for torch (0: torch's default)")
     t.add_argument("--device", type=device, default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when present)")
     t.add_argument("--resume", action="store_true",
                    help="continue from RUN_DIR/last.safetensors (refused on a corpus other than the run's, "
