@@ -30,6 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the in-process measurement imports this checkout's vrnn
 CHECKPOINT = ROOT / "assets" / "checkpoints" / "vrnn-gauss.safetensors"
 GMM = ROOT / "assets" / "checkpoints" / "vrnn-gmm.safetensors"
 CLIP = ROOT / "assets" / "examples" / "allison-vm-nobodyavail.wav"
