@@ -240,8 +240,9 @@ def load_model(ref: CheckpointRef, stop: bool = True) -> vrnn.VRNN | None:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _load_clip(digest: str, _data: bytes) -> np.ndarray:
-    return vrnn.load_audio(_data, max_seconds=MAX_CLIP_SECONDS)[0]
+def _load_clip(digest: str, _data: bytes) -> tuple[np.ndarray, list[str]]:
+    notes = []  # sentences about a file read only in part (a WAV cut short), shown with the clip
+    return vrnn.load_audio(_data, max_seconds=MAX_CLIP_SECONDS, on_warning=notes.append)[0], notes
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -254,11 +255,14 @@ def clip_from_bytes(data: bytes, name: str, digest: str | None = None) -> Clip:
     that names the file."""
     digest = digest or hashlib.sha256(data).hexdigest()
     try:
-        return Clip(name, digest, _load_clip(digest, data))
+        waveform, notes = _load_clip(digest, data)
     except vrnn.AudioError as e:
         msg = str(e).replace("the uploaded audio", f"'{name}'", 1)
         msg = re.sub(r"Error opening <[^>]*>: ", "", msg)  # libsndfile names the in-memory buffer; drop that
         raise vrnn.AudioError(msg) from None
+    for note in notes:
+        st.warning(note.replace("the uploaded audio", f"'{name}'", 1))
+    return Clip(name, digest, waveform)
 
 
 def current_clip() -> Clip:

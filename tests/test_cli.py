@@ -60,6 +60,24 @@ def test_cli_end_to_end(tmp_path, audio_tree, clip_dir, capsys):
     assert main(["evaluate", str(ckpt), "--data", str(clip_dir), "--samples", "2", "--quiet"]) == 0
 
 
+def test_a_wav_cut_short_is_read_with_a_warning_on_stderr(tiny_checkpoint, clip_dir, audio_tree, tmp_path, capsys):
+    """analyze and corpus read a WAV whose header declares more than the file holds as far as it goes, and
+    say so on stderr with both numbers."""
+    import shutil
+
+    src = shutil.copytree(audio_tree, tmp_path / "src")
+    cut = src / "cut.wav"
+    cut.write_bytes((clip_dir / "clip0.wav").read_bytes()[:44 + 2 * 20000])  # header: 2 s = 32000 samples
+    want = "warning: 'cut.wav' is cut short: its header declares 32000 samples (2.00 s) but the file holds 20000 "
+    assert main(["analyze", str(tiny_checkpoint), str(cut)]) == 0
+    out, err = capsys.readouterr()
+    assert want in err and "cut.wav: 1.25 s, 100 frames" in out
+    assert main(["corpus", "--from", str(src), "--out", str(tmp_path / "corpus"), "--quiet"]) == 0
+    assert want in capsys.readouterr().err
+    manifest = [json.loads(line) for line in (tmp_path / "corpus" / "manifest.jsonl").read_text().splitlines()]
+    assert [r["length"] for r in manifest if r["file"] == "cut.wav"] == [20000]  # the part that is there
+
+
 def test_cli_errors_are_sentences(tmp_path, capsys):
     (tmp_path / "bad.wav").write_text("not audio")
     with pytest.raises(SystemExit) as exit_:  # a usage error: the parser checks that the file exists

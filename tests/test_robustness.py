@@ -321,3 +321,17 @@ def test_cli_analyze_html_of_a_long_clip_draws_the_frame_envelope(tiny_checkpoin
     rows = list(csv.reader(table, delimiter="\t"))
     assert rows[0] == ["time_s", "delta_t", "kl_t_nats", "log_px_t_nats"] and len(rows) == 241
     assert all(len(r) == 4 for r in rows)
+
+
+def test_align_and_segment_flags_are_checked_first(tiny_checkpoint, tmp_path, capsys, no_work):
+    clip = tmp_path / "c.wav"
+    sf.write(clip, speechlike(0.5), 16_000)
+    ck = str(tiny_checkpoint)
+    assert "there is no file" in usage_error(["align", str(tmp_path / "none.wav"), "--text", "hi", "--out",
+                                              str(tmp_path / "a.TextGrid")], capsys)
+    assert "no extension" in usage_error(["align", str(clip), "--text", "hi", "--out", str(tmp_path / "a")], capsys)
+    for flag, value in [("--tolerance", "0"), ("--tolerance", "nan"), ("--tolerance", "2"), ("--min-distance", "-1"),
+                        ("--min-distance", "inf"), ("--prominence", "-0.1"), ("--prominence", "1.5")]:
+        err = usage_error(["segment", ck, flag, value], capsys)
+        assert f"argument {flag}:" in err, (flag, value)
+    assert "is a folder" in usage_error(["segment", ck, "--json", str(tmp_path)], capsys)

@@ -1,4 +1,4 @@
-"""Command line: python -m vrnn {corpus,train,evaluate,analyze,generate}."""
+"""Command line: python -m vrnn {corpus,train,evaluate,analyze,generate,align,segment}."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 
@@ -26,7 +27,24 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
         print(f"{len(renamed)} files would have shared a wav/ copy's name with another, so their copies keep their "
               f"own extension, e.g. {renamed[0]['file']} -> wav/{renamed[0]['wav']} (all are listed in corpus.json). "
               "If two are one recording in two formats, remove one from the source: both are in the corpus.")
+    _corpus_transcripts(c, args)
     return 0
+
+
+def _corpus_transcripts(c, args: argparse.Namespace) -> None:
+    """Transcripts per split, and with --align their forced alignments (vrnn/transcripts.py)."""
+    from .transcripts import TranscriptError, store_alignments, store_transcripts
+
+    try:
+        counts = store_transcripts(c)
+    except TranscriptError as e:
+        print(f"No transcripts: {e}", file=sys.stderr)
+        return
+    print("Transcripts: " + ", ".join(f"{k} {v} files" for k, v in counts.items()))
+    for split in (args.align if args.align != [] else list(counts)) if args.align is not None else []:
+        n, failed = store_alignments(c, split, progress=not args.quiet)
+        print(f"Aligned {n} {split} files to {c.root / f'{split}.alignments.jsonl'}"
+              + (f"; {len(failed)} failed, e.g. {failed[0]}" if failed else ""))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -194,6 +212,48 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_align(args: argparse.Namespace) -> int:
+    from .align import align
+    from .audio import load_audio
+    from .segments import write_textgrid
+
+    waveform, sr = load_audio(args.audio)
+    t0 = time.perf_counter()
+    ref = align(waveform, sr, args.text)
+    dt = time.perf_counter() - t0
+    write_textgrid(ref, args.out)
+    speech = ref.speech_phones()
+    print(f"Aligned {len(ref.words)} words, {len(speech)} phones to {Path(args.audio).name} "
+          f"({ref.duration:.2f} s; speech {speech[0].start:.2f}-{speech[-1].end:.2f} s) in {dt:.2f} s; wrote {args.out}")
+    return 0
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from .data import Corpus
+    from .segmentation import collect, evaluate_clips, format_table, picking_rule
+
+    rule = picking_rule(top_n=args.top_n, min_distance=args.min_distance, prominence=args.prominence)
+    t0 = time.perf_counter()
+    clips = collect(args.checkpoints, Corpus.open(args.corpus), args.split, progress=not args.quiet)
+    rows = evaluate_clips(clips, args.tolerance, rule)
+    n_ref = sum(len(c.ref.boundaries()) for c in clips)
+    print(f"{args.corpus}:{args.split}: {len(clips)} clips with a reference, {n_ref} phone boundaries "
+          f"({sum(len(c.ref.boundaries(True)) for c in clips)} phone-to-phone); tolerance {args.tolerance * 1000:g} ms, "
+          f"one-to-one; {time.perf_counter() - t0:.1f} s")
+    for r in {r["signal"]: r for r in rows}.values():
+        print(f"  {r['signal']:8s} {r['picking']}")
+    print(format_table(rows))
+    skipped = [c for c in args.checkpoints if not any(r["source"] == Path(c).stem for r in rows)]
+    if skipped:
+        print(f"No latent signal (RNN models): {', '.join(Path(c).name for c in skipped)}")
+    if args.json:
+        meta = {"corpus": str(args.corpus), "split": args.split, "tolerance": args.tolerance,
+                "clips": [c.file for c in clips], "rows": rows}
+        Path(args.json).write_text(json.dumps(meta, indent=1))
+        print(f"Wrote {args.json}")
+    return 0
+
+
 def _option_type(f):
     """argparse type of a TrainConfig field: its Python type, then its range (`config.check_option`), so a
     bad value is refused with the field's own message."""
@@ -235,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         device,
         existing_file,
         existing_folder,
+        float_range,
         nonnegative_int,
         output_file,
         positive_int,
@@ -260,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true",
                    help="replace a corpus in --out that was built from other files (or rebuild the same one); the "
                         "new corpus replaces it only when complete. Never touches a folder that is not a corpus")
+    c.add_argument("--align", nargs="*", choices=("train", "valid", "test"), default=None, metavar="SPLIT",
+                   help="force-align the transcripts of these splits (no SPLIT: all) with PocketSphinx, "
+                        "for 'python -m vrnn segment'")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_cmd_corpus)
 
@@ -320,13 +384,54 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=output_file(".wav", ".flac"), required=True,
                    help="audio file to write (16 kHz, 16-bit PCM): .wav or .flac")
     g.set_defaults(func=_cmd_generate)
+
+    al = sub.add_parser("align", help="force-align a typed transcript to a clip (PocketSphinx) -> TextGrid",
+                        formatter_class=fmt)
+    al.add_argument("audio", type=existing_file, help="audio file (any format, rate and channels)")
+    al.add_argument("--text", required=True, help="what is said (digits and # * are read as words)")
+    al.add_argument("--out", type=output_file(".TextGrid"), required=True,
+                    help="TextGrid file to write (tiers: words, phones)")
+    al.set_defaults(func=_cmd_align)
+
+    sg = sub.add_parser("segment", help="do the latents find the phones? boundary scores vs baselines",
+                        formatter_class=fmt)
+    sg.add_argument("checkpoints", nargs="+", type=existing_file,
+                    help=".safetensors checkpoints whose latent signals are scored")
+    sg.add_argument("--corpus", default="data/allison", help="corpus with alignments ('corpus --align') or TIMIT phones")
+    sg.add_argument("--split", choices=("train", "valid", "test"), default="valid", help="corpus split")
+    sg.add_argument("--tolerance", type=seconds(1.0), default=0.02,
+                    help="hit window in seconds (one-to-one matching), > 0 and <= 1")
+    sg.add_argument("--top-n", action="store_true",
+                    help="keep the N most prominent peaks per clip, N = the reference's boundary count")
+    sg.add_argument("--min-distance", type=seconds(10.0), default=None,
+                    help="seconds between peaks, for every signal, > 0 and <= 10 (default: each signal's value tuned "
+                         "on valid)")
+    sg.add_argument("--prominence", type=float_range(0, 1), default=None,
+                    help="least peak prominence, x the clip's signal range, for every signal, 0 to 1 (default: tuned)")
+    sg.add_argument("--json", type=output_file(".json"), default=None,
+                    help="write the table, the settings and per-clip scores to this JSON file")
+    sg.add_argument("--quiet", action="store_true", help="no progress bar")
+    sg.set_defaults(func=_cmd_segment)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .audio import AudioWarning
+
     args = build_parser().parse_args(argv)
+    show = warnings.showwarning
+
+    def show_audio_warning(message, category, *rest, **kw):  # a WAV cut short, for example: one line on stderr
+        if issubclass(category, AudioWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kw)
+
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", AudioWarning)  # every file's, not only the first
+            warnings.showwarning = show_audio_warning
+            return args.func(args)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, AudioError, frame, frame_times
+from .audio import SAMPLE_RATE, AudioError, frame, frame_times, resample
 from .distributions import gaussian_kl_per_dim
 from .fused import FusedVRNN, inference_threads
 from .model import VRNN, VRNNOutput
@@ -180,15 +180,17 @@ def _block_analysis(out: VRNNOutput, start: int, last_mu: torch.Tensor | None, f
                     prior_mean=np_(out.prior_mean[0]), prior_std=np_(out.prior_std[0]), kl_per_dim=np_(kl_dim), **kw)
 
 
-def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, sample: bool = False,
+def analyze(model: VRNN, waveform: np.ndarray, sample_rate: float = SAMPLE_RATE, sample: bool = False,
             seed: int = 0, fast: bool = True, progress: Progress | None = None) -> Analysis:
     """Run the posterior pass of `model` over one clip and return Figure 2's quantities.
 
     Args:
         model: from `load_checkpoint`.
-        waveform: float32 [N] at `sample_rate` (use `load_audio` for files). Not normalised per clip:
-            the model's global training statistics are applied.
-        sample_rate: must be 16000 (resample with `load_audio`).
+        waveform: mono float32 [N] at `sample_rate` (use `load_audio` for files; the shape and rate
+            contract is in `vrnn.audio`'s docstring). Not normalised per clip: the model's global training
+            statistics are applied.
+        sample_rate: Hz, any positive rate; other than 16 kHz the clip is resampled to 16 kHz (soxr, HQ)
+            first, so `Analysis.waveform` and the frames are always at 16 kHz.
         sample: by default the pass follows the posterior mean (z_t = mu_z,t, no sampling noise), so a
             figure is reproducible; True draws z_t ~ q(z_t | x_t, h_{t-1}) with `seed`.
         fast: run the fused CPU path (`vrnn.fused.FusedVRNN`, split over torch's threads); False runs
@@ -198,17 +200,23 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
     The pass runs in blocks (`analyze_blocks`), so besides the clip and the result only one block's
     activations are in memory; the per-frame arrays are in the model's dtype (float32 for a loaded
     checkpoint). `elbo` is evaluated along the analysed path (mean path by default: then it is the
-    ELBO's integrand at z = mu, not a bound in expectation). Raises AudioError for a rate other than
-    16 kHz, non-finite samples, or fewer than 200 samples.
+    ELBO's integrand at z = mu, not a bound in expectation). Raises AudioError for a waveform that is not
+    mono [N] ([N, 1] and [1, N] are accepted), a sample rate that is not a positive number, non-finite
+    samples, or fewer samples at 16 kHz than one frame (200 = 12.5 ms for every bundled model).
     """
-    if sample_rate != SAMPLE_RATE:
-        raise AudioError(f"analyze expects {SAMPLE_RATE} Hz audio, got {sample_rate} Hz; load it with load_audio.")
-    waveform = np.asarray(waveform, dtype=np.float32).reshape(-1)
-    X = model.config.x_dim  # samples per frame: the model's own (200 = 12.5 ms for every bundled model)
-    if waveform.shape[0] < X:
-        raise AudioError(f"The clip has {waveform.shape[0]} samples; at least one frame of {X} is needed.")
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if waveform.ndim != 1:
+        if waveform.ndim != 2 or 1 not in waveform.shape:
+            raise AudioError(f"analyze takes a mono waveform [N]; got an array of shape {waveform.shape}. "
+                             "Average the channels first, or read the file with load_audio.")
+        waveform = waveform.reshape(-1)
     if not np.isfinite(waveform).all():
         raise AudioError("The clip contains NaN or infinite samples.")
+    waveform = resample(waveform, sample_rate)  # [N] at 16 kHz
+    X = model.config.x_dim  # samples per frame: the model's own (200 = 12.5 ms for every bundled model)
+    if waveform.shape[0] < X:
+        raise AudioError(f"The clip has {waveform.shape[0]} samples at {SAMPLE_RATE} Hz; at least one frame of "
+                         f"{X} is needed.")
     T = waveform.shape[0] // X
     samples = waveform[:T * X]
     cols: dict[str, np.ndarray | None] = {}

@@ -91,7 +91,8 @@ def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, 
     G.722 is decoded whole with PyAV.
 
     Raises AudioError (when opened, or while iterating) for a file that is not readable audio or
-    holds NaN/infinite samples.
+    holds NaN/infinite samples. A WAV cut short (its header declares more samples than the file holds) is
+    read as far as it goes, with an `AudioWarning` naming both numbers.
     """
     if path.suffix.lower() == ".g722":
         try:
@@ -112,7 +113,9 @@ def _fingerprint(root: Path, files: list[Path]) -> str:
 
 
 # What a corpus build writes into its folder (besides *.partial files while it runs).
-CORPUS_ENTRIES = frozenset({"corpus.json", "manifest.jsonl", "wav", "_cache", *(f"{s}.int16" for s in SPLITS)})
+CORPUS_ENTRIES = frozenset({"corpus.json", "manifest.jsonl", "wav", "_cache", *(f"{s}.int16" for s in SPLITS),
+                            # transcripts and alignments, written by `python -m vrnn corpus` (vrnn/transcripts.py)
+                            *(f"{s}.{k}.jsonl" for s in SPLITS for k in ("transcripts", "alignments"))})
 _STAGING_MARK = ".vrnn-corpus-staging"  # inside a staging folder, so only ours are ever removed
 
 
