@@ -121,10 +121,10 @@ def test_csv_has_the_same_columns_for_every_family(tiny_checkpoint):
 def test_analyze_reports_progress_per_block(tiny_checkpoint):
     model = load_checkpoint(tiny_checkpoint)
     calls = []
-    a = analyze(model, speechlike(10.0), 16_000, progress=lambda done, total: calls.append((done, total)))
-    assert a.n_frames == 800
-    assert calls == [(256, 800), (512, 800), (768, 800), (800, 800)]  # after each 256-frame block, then the end
-    b = analyze(model, speechlike(10.0), 16_000)
+    a = analyze(model, speechlike(30.0), 16_000, progress=lambda done, total: calls.append((done, total)))
+    assert a.n_frames == 2400
+    assert calls == [(1024, 2400), (2048, 2400), (2400, 2400)]  # after each 1024-frame block
+    b = analyze(model, speechlike(30.0), 16_000)
     np.testing.assert_array_equal(a.kl, b.kl)  # reporting changes nothing
 
 

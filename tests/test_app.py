@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -41,6 +42,11 @@ def figures(at: AppTest) -> list[dict]:
         return "dims" in meta or meta.get("rows", [None])[0] in ("reconstruction", "continuation")
 
     return [f for f in all_figures(at) if not extra(f)]
+
+
+def unescape(markdown: str) -> str:
+    """The text a Markdown body shows, as far as backslash escapes go (`ui.plain` escapes user-chosen names)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
 
 
 def assert_clean(at: AppTest) -> None:
@@ -109,7 +115,7 @@ def test_uploaded_wav_is_analysed(at):
     assert not at.error
     (spec,) = figures(at)
     assert spec["layout"]["xaxis3"]["range"][1] == pytest.approx(1.5, abs=0.0125)  # the upload, not the example
-    assert any("my voice.wav" in c.value for c in at.caption)
+    assert any("my voice.wav" in unescape(c.value) for c in at.caption)
 
 
 def test_uploaded_wav_cut_short_is_analysed_with_a_warning(at):
@@ -150,7 +156,7 @@ def test_bad_upload_shows_a_message_then_a_good_upload_works(at, case):
     upload(at, name, data)
     assert_clean(at)
     assert len(at.error) == 1, "a bad file gets exactly one message"
-    msg = at.error[0].value
+    msg = unescape(at.error[0].value)
     assert name in msg and words in msg
     assert "0x" not in msg  # no object addresses in a message meant for people
     assert not figures(at)
@@ -191,7 +197,7 @@ def test_too_long_upload_names_the_limit(at):
     x = np.zeros(8_000 * 601, np.int16)  # 601 s at 8 kHz, 9.6 MB
     upload(at, "long.wav", wav_bytes(x, 8_000))
     assert_clean(at)
-    assert len(at.error) == 1 and "600 s" in at.error[0].value
+    assert len(at.error) == 1 and "600 s" in unescape(at.error[0].value)
 
 
 def test_silence_is_analysed(at):
@@ -256,7 +262,7 @@ def test_bad_recordings_and_uploads_get_the_same_message(at, source, case):
     assert_clean(at)
     msgs = at.error if kind == "error" else at.warning
     assert len(msgs) == 1, [m.value for m in msgs]
-    assert name in msgs[0].value and words in msgs[0].value
+    assert name in unescape(msgs[0].value) and words in unescape(msgs[0].value)
     assert len(figures(at)) == (0 if kind == "error" else 1)
     if kind == "warning":
         assert not at.error
@@ -358,7 +364,7 @@ def test_compare_page_accepts_uploaded_checkpoints_and_rejects_bad_ones(at, app_
         ("model.pt", b"\x80\x04pickle", "application/octet-stream"),
     ]).run()
     assert_clean(at)
-    errors = " ".join(e.value for e in at.error)
+    errors = " ".join(unescape(e.value) for e in at.error)
     assert "model.pt" in errors and ".safetensors" in errors
     assert "truncated" in errors or "not a readable" in errors
     cols = figures(at)[0]["layout"]["meta"]["columns"]
@@ -403,7 +409,7 @@ def test_corrupt_checkpoint_in_the_folder_shows_its_message(app_env, monkeypatch
     monkeypatch.setenv("VRNN_CHECKPOINTS", str(tmp_path))
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     assert_clean(at)
-    assert len(at.error) == 1 and "aaa-broken" in at.error[0].value
+    assert len(at.error) == 1 and "aaa-broken" in unescape(at.error[0].value)
     at.switch_page("pages/about.py").run()  # the rest of the app still works
     assert_clean(at)
     assert at.latex
@@ -537,3 +543,77 @@ def test_trajectory_is_coloured_by_reference_phones_from_a_textgrid(app_env, tmp
     names = [d["name"] for d in traj["data"] if d.get("showlegend")]
     assert {"ah", "s"} <= set(names)
     assert any("Coloured by reference phone" in c.value for c in at.caption)
+
+
+# -- hostile uploads (issue 15, reproductions 3 and 7) ----------------------------------------------------------
+
+EVIL = "[x](http:evil) **b** :red[r] $y$.wav"  # Markdown, a Streamlit colour directive and LaTeX in a file name
+
+
+def test_plain_escapes_every_markdown_character():
+    import ui
+
+    for text in (EVIL, "a\\b`c`<i>&amp;#1. ~~s~~ |t| {u} !v", "line\nbreak"):
+        out = ui.plain(text)
+        assert unescape(out) == " ".join(text.splitlines())
+        assert not re.search(r"(?<!\\)[\[\]()*_`<>&:$#|~!]", out.replace("\\\\", "")), out
+
+
+def test_upload_names_are_shown_as_plain_text(at):
+    from conftest import speechlike
+
+    import ui
+
+    upload(at, EVIL, b"not audio at all")
+    assert_clean(at)
+    assert len(at.error) == 1 and ui.plain(EVIL) in at.error[0].value
+    upload(at, EVIL, wav_bytes(speechlike(1.0)))
+    assert_clean(at)
+    caption = next(c.value for c in at.caption if "frames of 12.5 ms" in c.value)
+    assert f"**{ui.plain(EVIL)}**" in caption
+
+
+def _huge_config_checkpoint(path: Path, salt: int) -> bytes:
+    """The issue's ~1.3 KB file: two small tensors and a config claiming an 8000-unit LSTM (`salt` makes the
+    bytes, so the cache key, unique to the test)."""
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        smallest = sorted(f.keys(), key=lambda k: f.get_slice(k).get_shape())[:2]  # e.g. 0-dim x_mean, x_std
+        tensors = {k: f.get_tensor(k) for k in smallest}
+    config = json.loads(meta["config"])
+    meta["config"] = json.dumps({**config, "h_dim": 8000})
+    meta["training"] = json.dumps({"steps": salt, "epochs": 0, "data": "none"})
+    return save(tensors, metadata=meta)
+
+
+def test_bad_checkpoint_upload_is_checked_once_and_named_by_its_name(at, app_env, monkeypatch):
+    import time
+
+    calls = []
+    real = vrnn.load_checkpoint
+    monkeypatch.setattr(vrnn, "load_checkpoint", lambda *a, **k: calls.append(k.get("name")) or real(*a, **k))
+    data = _huge_config_checkpoint(app_env["checkpoints"] / "vrnn-gauss.safetensors", time.time_ns())
+    assert len(data) < 3000
+    name = "[evil](http:x) model.safetensors"
+    at.switch_page("pages/compare.py").run()
+    t0 = time.perf_counter()
+    at.file_uploader(key="compare_uploads").set_value([(name, data, "application/octet-stream")]).run()
+    first = time.perf_counter() - t0
+    assert_clean(at)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "h_dim 8000" in unescape(errors[0])
+    assert ui_plain(name) in errors[0] and "/tmp" not in errors[0]  # the upload's own name, as text
+    for _ in range(3):  # reruns (any widget change) reuse the cached refusal
+        at.run()
+        assert [e.value for e in at.error] == errors
+    assert calls.count(name) == 1, "a bad upload is checked once"
+    assert first < 30  # the check itself is < 1 s (tests/test_checkpoint_validation.py); AppTest adds its own
+
+
+def ui_plain(text: str) -> str:
+    import ui
+
+    return ui.plain(text)

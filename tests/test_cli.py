@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import soundfile as sf
 
 from vrnn import load_checkpoint
@@ -79,8 +80,9 @@ def test_a_wav_cut_short_is_read_with_a_warning_on_stderr(tiny_checkpoint, clip_
 
 def test_cli_errors_are_sentences(tmp_path, capsys):
     (tmp_path / "bad.wav").write_text("not audio")
-    assert main(["analyze", str(tmp_path / "none.safetensors"), str(tmp_path / "bad.wav")]) == 2
-    assert "no checkpoint file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # a usage error: the parser checks that the file exists
+        main(["analyze", str(tmp_path / "none.safetensors"), str(tmp_path / "bad.wav")])
+    assert exit_.value.code == 2 and "argument checkpoint: there is no file" in capsys.readouterr().err
 
 
 def test_train_flags_come_from_train_config_and_refuse_bad_values(capsys):
