@@ -651,3 +651,163 @@ def selected_range(state, duration: float) -> tuple[float, float] | None:
     if hi - lo < f:
         lo, hi = max(0.0, min(lo, duration - f)), min(duration, max(lo, 0.0) + f)
     return round(lo, 4), round(hi, 4)
+
+
+# -- reference boundaries and boundary scores (issue 13) ----------------------------------------------------------
+
+REFERENCE_TYPES = ["TextGrid", "PHN", "WRD", "csv", "tsv", "txt"]
+PICKING_MODES = ("tuned", "top-N", "manual")
+REF_STATE = "_reference"  # session: (clip digest, key, Reference) of the last reference used, for Compare
+
+
+@dataclass(frozen=True)
+class ClipReference:
+    """A reference segmentation of the current clip and where it came from. key: cache key (what it depends on)."""
+
+    ref: object  # vrnn.segments.Reference
+    key: tuple
+    source: str
+
+
+def bundled_reference(clip: Clip) -> ClipReference | None:
+    """The TextGrid beside an example clip (the same file the trajectory colours by), as a ClipReference."""
+    from vrnn.segments import Reference, Segment
+
+    segs = reference_segments(clip)
+    if not segs:
+        return None
+    path = find_examples()[clip.name]
+    return ClipReference(Reference([Segment(*s) for s in segs], clip.seconds, source=path.with_suffix(".TextGrid").name),
+                         ("bundled", clip.digest), f"{path.stem}.TextGrid (bundled)")
+
+
+def _read_uploaded_reference(data: bytes, name: str, duration: float):
+    from vrnn.segments import SegmentsError, read_reference
+
+    try:
+        return read_reference(data, duration=duration, name=name)
+    except SegmentsError as e:
+        return e
+
+
+def uploaded_reference(upload, clip: Clip) -> ClipReference | None:
+    """An uploaded TextGrid/PHN/WRD/CSV/TSV read against `clip` (once per content, name and clip), or None with a
+    warning naming the problem (the user's text, shown as typed)."""
+    data = upload.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    r = memo("uploaded_reference", (digest, upload.name, clip.digest), 16,
+             lambda: _read_uploaded_reference(data, upload.name, clip.seconds))
+    if isinstance(r, ValueError):
+        st.warning(plain(f"Reference not used: {r}"))
+        return None
+    return ClipReference(r, ("upload", digest, upload.name, clip.digest), f"{upload.name} (uploaded)")
+
+
+def _align(waveform: np.ndarray, text: str):
+    from vrnn.align import AlignError, align
+
+    try:
+        return align(waveform, vrnn.SAMPLE_RATE, text)
+    except AlignError as e:
+        return e
+
+
+def aligned_reference(clip: Clip, text: str) -> ClipReference | None:
+    """A PocketSphinx forced alignment of `text` to `clip` (once per clip content and text), or None with a
+    warning (words missing from the dictionary, no alignment found)."""
+    text = " ".join(text.split())
+    with st.spinner("Aligning the transcript with PocketSphinx …"):
+        r = memo("aligned_reference", (clip.digest, text), 16, lambda: _align(clip.waveform, text))
+    if isinstance(r, ValueError):
+        st.warning(plain(f"Transcript not aligned: {r}"))
+        return None
+    return ClipReference(r, ("align", clip.digest, text), "the typed transcript, aligned with PocketSphinx")
+
+
+def reference_inputs(clip: Clip) -> ClipReference | None:
+    """The reference widgets (uploader, transcript box) and the reference they give for `clip`: an upload first,
+    then a typed transcript, then the bundled TextGrid of an example clip; None when there is none. Remembered
+    per clip in the session for the Compare page."""
+    c1, c2 = st.columns(2)
+    up = c1.file_uploader("Reference segmentation", type=REFERENCE_TYPES, key="reference_upload",
+                          help="Phone boundaries of this clip: a Praat TextGrid (tier 'phones'), TIMIT .PHN/.WRD "
+                          "(sample offsets at 16 kHz), or CSV/TSV rows of start, end, label in seconds.")
+    text = c2.text_area("Or type the transcript to align", key="reference_text", height=68,
+                        help="Aligned to the clip with PocketSphinx's en-us model; numbers are spelled out. "
+                        "Leave empty to use the uploaded or bundled reference.")
+    r = uploaded_reference(up, clip) if up is not None else None
+    if r is None and text.strip():
+        r = aligned_reference(clip, text)
+    if r is None and up is None:
+        r = bundled_reference(clip)
+    st.session_state[REF_STATE] = (clip.digest, r) if r is not None else None
+    return r
+
+
+def known_reference(clip: Clip) -> ClipReference | None:
+    """The reference last used for `clip` on the Figure 2 page this session, else the bundled one."""
+    held = st.session_state.get(REF_STATE)
+    if held and held[0] == clip.digest:
+        return held[1]
+    return bundled_reference(clip)
+
+
+def picking_inputs() -> tuple[float, tuple]:
+    """Tolerance (s) and peak picking widgets -> (tolerance, picking) with picking = (mode, min_distance,
+    prominence) as plain values (a cache key; `picking_args` turns it into score_analysis arguments)."""
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
+    tol_ms = c1.number_input("Tolerance (ms)", 5, 100, 20, 5, key="seg_tolerance",
+                             help="A detected boundary within this distance of a reference boundary is a hit "
+                             "(one-to-one matching; 20 ms is the field's usual window).")
+    mode = c2.selectbox("Peak picking", PICKING_MODES, key="seg_picking",
+                        help="tuned: each signal's setting tuned on the validation split; top-N: the N most "
+                        "prominent peaks, N = the reference's boundary count; manual: the distance and "
+                        "prominence beside.")
+    manual = mode == "manual"
+    dist = c3.number_input("Min distance (ms)", 12.5, 500.0, 50.0, 12.5, key="seg_distance", disabled=not manual)
+    prom = c4.number_input("Prominence (× range)", 0.0, 1.0, 0.05, 0.01, key="seg_prominence", disabled=not manual)
+    return tol_ms / 1000, (mode, float(dist) / 1000 if manual else None, float(prom) if manual else None)
+
+
+def picking_args(picking: tuple) -> dict:
+    """score_analysis keyword arguments of a `picking_inputs` choice."""
+    from vrnn.boundaries import PeakPicking
+
+    mode, dist, prom = picking
+    if mode == "top-N":
+        return {"top_n": True}
+    if mode == "manual":
+        return {"picking": PeakPicking(min_distance=dist, prominence=prom)}
+    return {}
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _scores(ckpt_key: str, label: str, clip_digest: str, ref_key: tuple, tolerance: float, picking: tuple,
+            _a: vrnn.Analysis, _ref) -> tuple[list[dict], dict[str, np.ndarray]]:
+    from vrnn.segplots import score_analysis, score_records
+
+    rows, peaks = score_analysis(_a, _ref, tolerance, label=label, **picking_args(picking))
+    return score_records(rows), peaks
+
+
+def scores(ref: CheckpointRef, clip: Clip, a: vrnn.Analysis, reference: ClipReference, tolerance: float,
+           picking: tuple) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """The score table records (vrnn.segplots.score_records) of this model's signals and the baselines, and the
+    detected boundary times (s) per model signal; cached by checkpoint, clip, reference, tolerance, picking."""
+    return _scores(ref.key, ref.label, clip.digest, reference.key, float(tolerance), picking, a, reference.ref)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _compare_scores(keys: tuple, clip_digest: str, ref_key: tuple, tolerance: float, _analyses: dict, _ref
+                    ) -> list[dict]:
+    from vrnn.segplots import compare_records
+
+    return compare_records(_analyses, _ref, tolerance)
+
+
+def compare_scores(refs: dict[str, CheckpointRef], analyses: dict[str, vrnn.Analysis], clip: Clip,
+                   reference: ClipReference, tolerance: float) -> list[dict]:
+    """One score record per checkpoint with latent variables, then the baselines (vrnn.segplots.compare_records);
+    cached by checkpoints, clip, reference and tolerance."""
+    keys = tuple((label, refs[label].key) for label in analyses)
+    return _compare_scores(keys, clip.digest, reference.key, float(tolerance), analyses, reference.ref)

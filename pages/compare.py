@@ -6,6 +6,7 @@ import streamlit as st
 
 import ui
 import vrnn
+from vrnn.boundaries import TOLERANCE
 from vrnn.plots import compare_figure, training_curves
 
 st.title("Compare checkpoints")
@@ -53,6 +54,16 @@ for label, (ref, m) in models.items():
 st.dataframe(pd.DataFrame(rows).set_index("checkpoint"), width="stretch")
 st.caption("Validation ELBO: from the checkpoint's training record, per 0.5 s sequence (40 frames) as in the "
            "paper's Table 1. ELBO on this clip: along the posterior-mean path.")
+
+cref = ui.known_reference(clip)
+if cref is not None and any(a.has_latent for a in analyses.values()):
+    st.subheader("Boundary scores", help="Peaks of each model's δ_t, KL_t and per-dimension KL change scored against "
+                 "the clip's reference phone boundaries, with each signal's tuned peak picking (docs/segmentation.md).")
+    records = ui.compare_scores({label: r for label, (r, _) in models.items()}, analyses, clip, cref, TOLERANCE)
+    st.dataframe(pd.DataFrame(records).set_index("checkpoint"), width="stretch")
+    st.caption(f"Reference: {ui.plain(cref.source)}. F1 and R-value over all boundaries at "
+               f"{1000 * TOLERANCE:.0f} ms, one-to-one matching; the baselines are computed once "
+               "on the same clip. RNN checkpoints have no latent signals and no row.")
 
 curves = ui.training_logs([ref for ref, _ in models.values()])
 if curves:

@@ -15,6 +15,7 @@ import vrnn
 from vrnn.audio import FRAME_SECONDS
 from vrnn.latent import frame_labels
 from vrnn.plots import figure2, hear_figure, trajectory_figure, vlines
+from vrnn.segplots import add_peaks, add_reference
 
 FIG_ROW_PX = 130  # plot height of each main row: the three rows fit a 1400 x 900 window with the controls
 
@@ -40,7 +41,8 @@ st.session_state.setdefault(VIEW, (0.0, duration))
 
 def _figure_id() -> tuple:
     """What the drawn figure depends on: a selection belongs to the figure it was dragged on."""
-    return (ref.key, clip.digest, st.session_state.get(VIEW), *(bool(st.session_state.get(k)) for k in ROW_KEYS))
+    return (ref.key, clip.digest, st.session_state.get(VIEW), *(bool(st.session_state.get(k)) for k in ROW_KEYS),
+            *(st.session_state.get(k) for k in SEG_KEYS))
 
 
 def _from_selection() -> None:
@@ -56,6 +58,7 @@ def selection() -> tuple[float, float] | None:
 
 
 ROW_KEYS = ("row_mel", "row_kl_dims", "row_means")
+SEG_KEYS = ("seg_tolerance", "seg_picking", "seg_distance", "seg_prominence")  # move the detected peaks
 
 
 @st.fragment
@@ -84,11 +87,33 @@ def explore() -> None:
     p2.caption(f"Playing {what}" + (f", {play[0]:.3f}–{play[1]:.3f} s." if play else ".")
                + (" Double-click the figure to clear the selection." if sel else
                   " Drag across any row to select a stretch."))
-    fig = ui.memo("figure2", (ref.key, clip.digest, show_mel, show_kl, show_means, time_range), 32,
-                  lambda: figure2(a, spectrogram=ui.log_mel(clip.digest, a.waveform) if show_mel else False,
-                                  kl_heatmap=show_kl, means=show_means, time_range=time_range, row_px=FIG_ROW_PX,
-                                  select=True))
+    records, peaks, seg_key = None, {}, None
+    if cref is not None:
+        tolerance, picking = ui.picking_inputs()
+        if a.has_latent:
+            records, peaks = ui.scores(ref, clip, a, cref, tolerance, picking)
+            seg_key = (cref.key, tolerance, picking)
+        else:
+            seg_key = (cref.key,)
+
+    def build():
+        fig = figure2(a, spectrogram=ui.log_mel(clip.digest, a.waveform) if show_mel else False,
+                      kl_heatmap=show_kl, means=show_means, time_range=time_range, row_px=FIG_ROW_PX, select=True)
+        if cref is not None:
+            add_reference(fig, cref.ref, time_range=time_range)
+            add_peaks(fig, a, peaks)
+        return fig
+
+    fig = ui.memo("figure2", (ref.key, clip.digest, show_mel, show_kl, show_means, time_range, seg_key), 32, build)
     ui.plotly(fig, key="figure2", on_select=_from_selection)
+    if records is not None:
+        st.caption(f"Reference: {ui.plain(cref.source)} (green lines; phone labels when at most 60 phones are in "
+                   "view: zoom in). ▼ detected boundaries of δ_t and KL_t. Scores at "
+                   f"{1000 * tolerance:.0f} ms, one-to-one matching; p2p: phone-to-phone boundaries only "
+                   "(silence edges excluded).")
+        st.dataframe(records, hide_index=True, width="stretch")
+    elif cref is not None:
+        st.caption(f"Reference: {ui.plain(cref.source)} (green lines). This RNN model has no latent signals to score.")
     if a.has_latent:
         trajectory(sel or time_range)
 
@@ -121,6 +146,11 @@ def trajectory(highlight: tuple[float, float] | None) -> None:
                + (f" Solid: {highlight[0]:.3f}–{highlight[1]:.3f} s." if highlight else ""))
 
 
+st.subheader("Reference boundaries", help="Do the latents find the phones? Detected peaks of δ_t and KL_t scored "
+             "against reference phone boundaries, beside signal-processing baselines (docs/segmentation.md).")
+cref = ui.reference_inputs(clip)
+if cref is None:
+    st.caption("No reference for this clip: upload one or type its transcript to score the latents' boundaries.")
 explore()
 
 m1, m2, m3, m4 = st.columns(4)
