@@ -1,0 +1,82 @@
+"""Issue 13 in a real browser: an example clip with a TextGrid beside it gets reference lines on Figure 2 and a
+score table; a bad reference upload shows its warning and the figure stays. Same setup as tests/test_browser.py
+(headless Debian Chromium through playwright; skipped where either is missing)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from test_browser import ROOT, assert_no_exception, browser, expect, free_port, page, playwright, pytestmark, settle  # noqa: F401 (browser, page, playwright: fixtures)
+
+from vrnn.segments import Reference, Segment, write_textgrid
+
+PHONES = ["sil", "h", "eh", "l", "ow", "w", "er", "l", "d", "sil"]
+
+
+@pytest.fixture(scope="module")
+def server(app_dirs, tmp_path_factory):
+    """The app on a free port; examples: clip0.wav with clip0.TextGrid (0.2 s segments), clip1.wav without."""
+    ex = tmp_path_factory.mktemp("seg_examples")
+    for f in ("clip0.wav", "clip1.wav"):
+        shutil.copy(app_dirs["examples"] / f, ex / f)
+    write_textgrid(Reference([Segment(round(0.2 * i, 3), round(0.2 * (i + 1), 3), p) for i, p in enumerate(PHONES)],
+                             2.0), ex / "clip0.TextGrid")
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = dict(os.environ, VRNN_CHECKPOINTS=str(app_dirs["checkpoints"]), VRNN_EXAMPLES=str(ex),
+               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+TRACE_NAMES = "gd => gd.data.map(t => t.name || '')"
+
+
+def test_reference_lines_scores_and_a_bad_upload(server, page, tmp_path):  # noqa: F811 (the fixture)
+    page.goto(server)
+    plot = page.locator(".js-plotly-plot").first
+    expect(plot).to_be_visible()
+    expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()  # the score table
+    settle(page)
+    assert_no_exception(page)
+    names = plot.evaluate(TRACE_NAMES)
+    assert names.count("reference boundaries") == 3 and names.count("reference phones") == 3  # every row
+    assert "kl peaks" in names
+    assert plot.locator(".textpoint").count() >= 3 * 8  # the 8 phone labels drawn on each row
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("0.0,0.5,a\n0.5,9.0,b\n")  # past the 2 s clip's end
+    page.locator('[data-testid="stMain"] input[type="file"]').set_input_files(str(bad))
+    warning = page.locator('[data-testid="stAlertContentWarning"]')
+    expect(warning).to_contain_text("bad.csv")
+    settle(page)
+    assert_no_exception(page)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the figure stays, without the reference
+    assert "reference boundaries" not in page.locator(".js-plotly-plot").first.evaluate(TRACE_NAMES)
+    assert page.locator('[data-testid="stDataFrame"]').count() == 0
