@@ -139,7 +139,7 @@ def _option_type(f):
     bad value is refused with the field's own message."""
     from .config import check_option
 
-    base = {"int": int, "float": float}[f.type if isinstance(f.type, str) else f.type.__name__]
+    base = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
 
     def parse(text: str):
         try:
@@ -165,8 +165,12 @@ def add_options(parser: argparse.ArgumentParser, config_class) -> None:
         if m.get("low") is not None:
             rng = f"; {'>' if m.get('low_open') else '>='} {m['low']:g}"
         flag = m.get("flag") or "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        if m.get("choices"):
+            parser.add_argument(flag, dest=f.name, choices=m["choices"], default=default, help=m["help"])
+            continue
         parser.add_argument(flag, dest=f.name, type=_option_type(f), metavar=flag[2:].replace("-", "_").upper(),
-                            default=f.default if f.default is not MISSING else None, help=m["help"] + rng)
+                            default=default, help=m["help"] + rng)
 
 
 def build_parser() -> argparse.ArgumentParser:

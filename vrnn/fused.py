@@ -79,7 +79,8 @@ class FusedVRNN(nn.Module):
 
     # -- the teacher-forced pass --
     def forward(self, x: torch.Tensor, sample: bool = True, noise: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> VRNNOutput:
+                generator: torch.Generator | None = None,
+                state: tuple[torch.Tensor, torch.Tensor] | None = None) -> VRNNOutput:
         """`VRNN.forward`, fused: x [B, T, X] normalised frames -> VRNNOutput; same arguments and numbers."""
         c = self.config
         B, T, _ = x.shape
@@ -87,7 +88,8 @@ class FusedVRNN(nn.Module):
         if sample and noise is None:
             noise = torch.randn(B, T, c.z_dim, generator=generator, device=x.device, dtype=x.dtype)
         weights = self._recurrence_weights() if c.has_latent else None
-        state = (x.new_zeros(B, c.h_dim), x.new_zeros(B, c.h_dim))  # (h_0, c_0)
+        if state is None:
+            state = (x.new_zeros(B, c.h_dim), x.new_zeros(B, c.h_dim))  # (h_0, c_0)
         outs = []
         for s in range(0, T, self.block_frames):
             block = x[:, s:s + self.block_frames]
@@ -98,9 +100,11 @@ class FusedVRNN(nn.Module):
                 out, state = self._forward_rnn(block, state)
             outs.append(out)
         if len(outs) == 1:
+            outs[0].final_state = state
             return outs[0]
         cat = lambda name: torch.cat([getattr(o, name) for o in outs], 1)  # noqa: E731
-        return VRNNOutput(**{f.name: None if getattr(out, f.name) is None else cat(f.name) for f in fields(out)})
+        return VRNNOutput(**{f.name: None if getattr(out, f.name) is None else cat(f.name) for f in fields(out)
+                             if f.name != "final_state"}, final_state=state)
 
     def _recurrence_weights(self) -> dict:
         """The weights of the time loop, fused where one input feeds several networks and stored
@@ -109,7 +113,8 @@ class FusedVRNN(nn.Module):
         dx = self.config.phi_x[-1]
         enc_first: nn.Linear = m.encoder[0]
         W_ih, W_hh = m.rnn.weight_ih, m.rnn.weight_hh
-        return {
+        cast = _autocast_cast(W_hh.device)
+        return {k: cast(v) for k, v in {
             # phi_x(x_t) -> [encoder layer 1 (x part) | gates], with both LSTM biases: batched over steps
             "W_x": torch.cat([enc_first.weight[:, :dx], W_ih[:, :dx]]),  # [E1 + 4H, Dx]
             "b_x": torch.cat([enc_first.bias, m.rnn.bias_ih + m.rnn.bias_hh]),  # [E1 + 4H]
@@ -119,7 +124,7 @@ class FusedVRNN(nn.Module):
             "enc_rest": _linears(m.encoder[2:]),  # the encoder's layers after the first
             "head": (m.encoder_head.weight.t().contiguous(), m.encoder_head.bias),  # [E, 2Z]
             "phi_z": _linears(m.phi_z),
-        }
+        }.items()}
 
     def _forward_block(self, x: torch.Tensor, eps: torch.Tensor | None, state: tuple[torch.Tensor, torch.Tensor],
                        w: dict) -> tuple[VRNNOutput, tuple[torch.Tensor, torch.Tensor]]:
@@ -269,6 +274,24 @@ class FusedVRNN(nn.Module):
         return torch.stack(frames, 1)
 
 
+def _autocast_cast(device: torch.device):
+    """Under torch.autocast (`--precision bf16`): a function casting a loop weight (or a list of (weight,
+    bias) pairs) to the autocast dtype once per pass. autocast caches the casts of leaf parameters only,
+    so without it the fused (non-leaf) weights would be cast again at every step of the loop. The
+    identity outside autocast. Casting is differentiable: gradients reach the fp32 parameters."""
+    if not torch.is_autocast_enabled(device.type):
+        return lambda v: v
+    dtype = torch.get_autocast_dtype(device.type)
+
+    def cast(v):
+        if isinstance(v, list):
+            return [(w.to(dtype), b.to(dtype)) for w, b in v]
+        if isinstance(v, tuple):
+            return tuple(t.to(dtype) for t in v)
+        return v.to(dtype)
+    return cast
+
+
 def _split_cols(w: torch.Tensor, parts: int, min_bytes: int = SPLIT_MIN_BYTES) -> torch.Tensor:
     """A weight in nn.Linear's layout [N, K] (out, in) -> [K, N] contiguous, or its column blocks
     [P, K, N / P] (contiguous) when P > 1 divides N and w is large (>= min_bytes). One copy
@@ -320,8 +343,11 @@ def _linears(seq: nn.Sequential) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def _lstm_pointwise(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The LSTM's elementwise update from its pre-activations [B, 4H] (order i, f, g, o, as nn.LSTMCell):
-    c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g), h_t = sigmoid(o) * tanh(c_t). Returns (h_t, c_t)."""
+    c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g), h_t = sigmoid(o) * tanh(c_t). Returns (h_t, c_t).
+    Computed in the cell's dtype: bf16 pre-activations (autocast) are upcast, so the cell state, which
+    sums over the whole sequence, stays float32."""
     H = cell.shape[1]
+    gates = gates.to(cell.dtype)
     i, f, _, o = gates.sigmoid().chunk(4, 1)  # one call for the three sigmoid gates (g's share is unused)
     cell = f * cell + i * gates[:, 2 * H:3 * H].tanh()
     return o * cell.tanh(), cell
