@@ -94,7 +94,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     model = load_checkpoint(args.checkpoint)
     t0 = time.perf_counter()
-    audio = generate(model, seconds=args.seconds, seed=args.seed)
+    audio = generate(model, seconds=args.seconds, seed=args.seed, output_noise=args.output == "sample")
     dt = time.perf_counter() - t0
     sf.write(args.out, audio.clip(-1, 1), SAMPLE_RATE, subtype="PCM_16")
     print(f"Wrote {args.seconds:.2f} s of audio to {args.out} in {dt:.2f} s "
@@ -243,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("checkpoint", help=".safetensors checkpoint")
     g.add_argument("--seconds", type=float, default=3.0, help="length in seconds")
     g.add_argument("--seed", type=int, default=0, help="random seed")
+    g.add_argument("--output", choices=("sample", "mean"), default="sample",
+                   help="each frame x_t: 'sample' draws it from p(x_t | z_t, h_t-1) as the paper does (Figure 3); "
+                        "'mean' takes that distribution's mean (no output noise: less hiss, not the paper's samples)")
     g.add_argument("--out", required=True, help="WAV file to write (16 kHz, 16-bit PCM)")
     g.set_defaults(func=_cmd_generate)
     return p
