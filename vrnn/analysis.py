@@ -15,7 +15,7 @@ import torch
 
 from .audio import SAMPLE_RATE, AudioError, frame, frame_times
 from .distributions import gaussian_kl_per_dim
-from .fused import FusedVRNN, inference_threads
+from .fused import SPLIT_MAX_BATCH, FusedVRNN, inference_threads, intra_op_threads
 from .model import VRNN
 
 CSV_COLUMNS = ("time_s", "delta_t", "kl_t_nats", "log_px_t_nats")  # the per-frame table's columns
@@ -83,7 +83,7 @@ class Analysis:
 
 @torch.inference_mode()
 def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, sample: bool = False,
-            seed: int = 0, fast: bool = True) -> Analysis:
+            seed: int = 0, fast: bool = True, threads: int | None = None) -> Analysis:
     """Run the posterior pass of `model` over one clip and return Figure 2's quantities.
 
     Args:
@@ -95,6 +95,8 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
             figure is reproducible; True draws z_t ~ q(z_t | x_t, h_{t-1}) with `seed`.
         fast: run the fused CPU path (`vrnn.fused.FusedVRNN`, split over torch's threads); False runs
             the readable `model.forward` (the same numbers, slower; whole-clip activations in memory).
+        threads: CPU threads for the pass (torch's intra-op count and the fused path's column split);
+            default `vrnn.fused.default_threads()`: 1, or VRNN_THREADS.
 
     `elbo` is evaluated along the analysed path (mean path by default: then it is the ELBO's
     integrand at z = mu, not a bound in expectation). Raises AudioError for a rate other than
@@ -113,8 +115,10 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
     dtype = model.x_mean.dtype  # float32, or float64 for a model cast with .double()
     x = model.normalize(torch.from_numpy(np.ascontiguousarray(frames)).to(device, dtype))[None]  # [1, T, X]
     gen = torch.Generator(device=device).manual_seed(seed)
-    net = FusedVRNN(model, threads=inference_threads(1, device)) if fast else model
-    out = net(x, sample=sample, generator=gen)
+    n = threads or inference_threads(1, device)
+    net = FusedVRNN(model, threads=n) if fast else model
+    with intra_op_threads(n if device.type == "cpu" else None):
+        out = net(x, sample=sample, generator=gen)
     times = frame_times(frames.shape[0], X)
     log_px = out.log_px[0].double().cpu().numpy()
     kw = dict(times=times, log_px=log_px, elbo=float(out.elbo[0]), waveform=frames.reshape(-1).copy(),
@@ -133,20 +137,26 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, s
 
 @torch.inference_mode()
 def generate(model: VRNN, seconds: float = 3.0, seed: int = 0, n_samples: int = 1,
-             output_noise: bool = True, fast: bool = True) -> np.ndarray:
+             output_noise: bool = True, fast: bool = True, threads: int | None = None) -> np.ndarray:
     """Sample speech-like audio from the model (Chung et al. 2015, Figure 3).
 
     z_t comes from the prior p(z_t | h_{t-1}) and x_t from p(x_t | z_t, h_{t-1}); the result is
     de-normalised with the model's training statistics. Returns float32 [N] at 16 kHz (n_samples = 1)
     or [n_samples, N]. `fast` runs the fused CPU loop (`vrnn.fused.FusedVRNN.sample`), False the readable
-    `model.sample`; both draw the same noise for a seed and give the same audio. Raises ValueError for a
-    non-positive length.
+    `model.sample`; both draw the same noise for a seed and give the same audio. output_noise=False takes
+    the decoder's mean for each x_t instead of a draw (not the paper's samples: no output noise). threads:
+    CPU threads for up to SPLIT_MAX_BATCH samples (default `vrnn.fused.default_threads()`: 1, or
+    VRNN_THREADS); larger batches keep torch's setting. Raises ValueError for a non-positive length.
     """
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}.")
     n_frames = max(1, int(round(seconds * SAMPLE_RATE / model.config.x_dim)))
     gen = torch.Generator(device=model.x_mean.device).manual_seed(seed)
-    net = FusedVRNN(model, threads=inference_threads(n_samples, model.x_mean.device)) if fast else model
-    x = net.sample(n_frames, batch_size=n_samples, generator=gen, output_noise=output_noise)  # [B, T, X]
+    device = model.x_mean.device
+    n = threads or inference_threads(n_samples, device)
+    net = FusedVRNN(model, threads=n) if fast else model
+    small = device.type == "cpu" and n_samples <= SPLIT_MAX_BATCH
+    with intra_op_threads(n if small else None):
+        x = net.sample(n_frames, batch_size=n_samples, generator=gen, output_noise=output_noise)  # [B, T, X]
     audio = model.denormalize(x).reshape(n_samples, -1).float().cpu().numpy()
     return audio[0] if n_samples == 1 else audio

@@ -28,6 +28,8 @@ thread split that suits their batch (`inference_threads`).
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import fields
 
 import torch
@@ -42,15 +44,46 @@ SPLIT_MIN_BYTES = 2**20  # loop weights at least this large are split into colum
 SPLIT_MAX_BATCH = 8  # column blocks pay only for small batches (see `inference_threads`)
 
 
+def default_threads() -> int:
+    """Threads for a small-batch no-grad pass on CPU: VRNN_THREADS from the environment if set (> 0), else 1.
+
+    One, because these passes are time loops of small products: on a quiet 2-core machine a second
+    thread gains 5-25 %, but while another process keeps a core busy OpenMP's barriers wait on a
+    descheduled thread at every step (issue 12: generation of 10 s 0.70 s with 2 threads against 0.30 s
+    with 1; analysis of 30 s 1.46 s against 0.44 s; benchmarks/engine.py's "under load" rows). One thread
+    is never slower than one thread, busy or quiet; set VRNN_THREADS=2 on a machine kept for this alone."""
+    try:
+        n = int(os.environ.get("VRNN_THREADS", "0"))
+    except ValueError:
+        n = 0
+    return n if n > 0 else 1
+
+
 def inference_threads(batch_size: int, device: torch.device | str) -> int:
-    """The `threads` that suit a no-grad pass of `batch_size` sequences on `device`: torch's intra-op
-    thread count on CPU for batches of at most SPLIT_MAX_BATCH, else 1. MKL runs a product with one row
-    ([1, K] x [K, N]) on one thread; as a batched product of P column blocks it runs on P threads, with
-    the same arithmetic for every output element. Training passes 1 (the batch is large and the blocks
-    would cost the backward pass a copy)."""
+    """The threads that suit a no-grad pass of `batch_size` sequences on `device`: `default_threads()` on
+    CPU for batches of at most SPLIT_MAX_BATCH, else 1 (the column split of `FusedVRNN`; larger batches
+    and other devices run plain products). MKL runs a product with one row ([1, K] x [K, N]) on one
+    thread; as a batched product of P column blocks it runs on P threads, with the same arithmetic for
+    every output element. Training passes 1 (the batch is large and the blocks would cost the backward
+    pass a copy). `intra_op_threads` sets torch's own thread count to match during the pass."""
     if torch.device(device).type != "cpu" or batch_size > SPLIT_MAX_BATCH:
         return 1
-    return torch.get_num_threads()
+    return default_threads()
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int | None):
+    """Run the block with torch's intra-op thread count set to `n` (None: unchanged), then restore it.
+    Process-wide while it runs (torch has one setting per process)."""
+    old = torch.get_num_threads()
+    if n is None or n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 class FusedVRNN(nn.Module):
