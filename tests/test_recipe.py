@@ -204,3 +204,17 @@ def test_lr_schedule_warms_up_then_decays_to_a_tenth():
     assert lr_at(c, 55) == pytest.approx(0.55e-3)
     assert all(lr_at(c, i) >= lr_at(c, i + 1) for i in range(10, 100))
     assert lr_at(TrainConfig(lr=3e-4), 50) == 3e-4
+
+
+def test_bf16_quality_check_runs_and_compares(tiny_corpus, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bf16_quality", "benchmarks/bf16_quality.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.main(["--data", str(tiny_corpus), "--out", str(tmp_path), "--steps", "4", "--preset", "tiny",
+                    "--batch-size", "4", "--force-bf16", "--slack", "1e9"])
+    assert res["rows"] and res["all_within"]
+    tight = mod.compare({"fp32-s0": {1: -10.0}, "fp32-s1": {1: -12.0}, "bf16-s0": {1: -13.0}})
+    assert not tight["all_within"] and mod.compare({"fp32-s0": {1: -10.0}, "fp32-s1": {1: -12.0},
+                                                    "bf16-s0": {1: -11.0}})["all_within"]
