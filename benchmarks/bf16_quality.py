@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "far slower than fp32. Run it on a CPU with avx512_bf16/AMX or a GPU, or pass --force-bf16.")
         cfg = TrainConfig(steps=args.steps, seed=seed, batch_size=args.batch_size, precision=precision, snapshot_every=0)
         train(args.data, out / name, preset(args.preset, args.family), cfg, resume=True, device=args.device,
-              progress=False, log=lambda s: print(f"[{name}] {s}", flush=True))
+              progress=False, log=lambda s, name=name: print(f"[{name}] {s}", flush=True))
     if not all((out / n / "metrics.jsonl").is_file() for n in RUNS):
         return {}
     result = compare({n: valid_curve(out / n) for n in RUNS}, args.slack)
