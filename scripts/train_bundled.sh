@@ -14,10 +14,12 @@
 # PRECISION [auto: bf16 on a CPU with avx512_bf16/AMX or a bf16 CUDA device, fp32 elsewhere], PYTHON
 # [python3], RECIPE [the recipe chosen in docs/ablation.md; set RECIPE="" for the first models' recipe].
 #
-# Wall time: STEPS x seconds per update x 5 / PARALLEL. Measured (issue 12, shared 2-core AMD EPYC
-# without bf16, load average 7-11, one thread per run, fp32): 7-8 s per update of 64 x 40 frames for
-# vrnn-gauss, i.e. about 10,000 x 7.5 s x 5 / 2 = 52 h here; on an idle machine and on a CPU or GPU with
-# native bf16 far less (benchmarks/README.md). Run it where the cores are free.
+# Wall time: STEPS x seconds per update x 5 / PARALLEL. Measured (issue 12, this shared 2-core AMD EPYC
+# without bf16, so fp32; one thread per run, vrnn-gauss, 64 x 40 frames): 2.1-8.4 s per update while two
+# runs shared the machine with other work (load average 4-11), 2.7-3.8 s for a lone step at load 4-5.
+# The GMM families take about 1.4x longer (the first bundled runs). So 10,000 updates x 5 families / 2 at a
+# time is roughly 15-60 h here; on a CPU with avx512_bf16/AMX or a GPU (--precision auto picks bf16) far
+# less. docs/ablation.md chose RECIPE (a short budget: 100 updates per arm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data/allison}
@@ -27,7 +29,7 @@ SEED=${SEED:-0}
 PARALLEL=${PARALLEL:-2}
 PRECISION=${PRECISION:-auto}
 PY=${PYTHON:-python3}
-RECIPE=${RECIPE---sigma-bias 0.6 --lr 1e-3 --lr-schedule cosine --warmup-steps 200}
+RECIPE=${RECIPE---sigma-bias 0.6 --loss-scale frame --lr 1e-3 --lr-schedule cosine --warmup-steps 200}
 FAMILIES=(rnn-gauss rnn-gmm vrnn-i-gauss vrnn-gauss vrnn-gmm)
 
 steps_done() {  # steps of RUNS/<family>/last.safetensors (0 when there is none)
