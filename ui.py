@@ -73,6 +73,7 @@ class CheckpointRef:
     key: str
     path: Path | None = None
     data: bytes | None = None
+    name: str | None = None  # an upload's own file name, for messages (its bytes have no path)
 
     def metrics_path(self) -> Path | None:
         """The training log of this checkpoint's run: `<name>.metrics.jsonl` beside the file (bundled
@@ -156,13 +157,25 @@ def find_examples() -> dict[str, Path]:
 
 
 def uploaded_checkpoint(upload) -> CheckpointRef:
-    """A CheckpointRef for an uploaded file; CheckpointError unless its name ends in .safetensors."""
+    """A CheckpointRef for an uploaded file; CheckpointError unless its name ends in .safetensors. The
+    upload's name is kept for messages; show it (and the label) through `plain`, it is the user's text."""
     if not upload.name.lower().endswith(".safetensors"):
         raise vrnn.CheckpointError(f"'{upload.name}' is not a .safetensors file; only checkpoints saved by "
                                    "VRNN Explorer (.safetensors) can be uploaded here.")
     data = upload.getvalue()
     return CheckpointRef(f"{Path(upload.name).stem} (uploaded)", "upload:" + hashlib.sha256(data).hexdigest(),
-                         data=data)
+                         data=data, name=upload.name)
+
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&\"'=^])")
+
+
+def plain(text: str) -> str:
+    """`text` for Streamlit's Markdown (st.error, st.caption, ...) shown as typed: every ASCII punctuation
+    character that Markdown, Streamlit's :color[...] and :emoji: directives, LaTeX ($) or HTML could read is
+    backslash-escaped (CommonMark lets any of them be), line breaks become spaces. For names the user chose,
+    e.g. an upload called `[x](http://evil).wav`, which must not become a link."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", " ".join(str(text).splitlines()))
 
 
 # -- the shared sidebar ----------------------------------------------------------------------------------------
@@ -205,25 +218,31 @@ def selected_checkpoint() -> CheckpointRef:
 # -- cached loading ---------------------------------------------------------------------------------------------
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model …")
-def _load_model(key: str, _ref: CheckpointRef) -> vrnn.VRNN:
-    return vrnn.load_checkpoint(_ref.data if _ref.data is not None else _ref.path)
+def _load_model(key: str, _ref: CheckpointRef) -> vrnn.VRNN | vrnn.CheckpointError:
+    """The model, or the CheckpointError that refused the file: failures are cached too (by the same key:
+    path + size + mtime, or the upload's SHA-256), so a bad upload costs its check once, not on every rerun."""
+    try:
+        return vrnn.load_checkpoint(_ref.data if _ref.data is not None else _ref.path, name=_ref.name)
+    except vrnn.CheckpointError as e:
+        return e
 
 
 def load_model(ref: CheckpointRef, stop: bool = True) -> vrnn.VRNN | None:
-    """The model of `ref`, loaded once per process. A bad file shows its message (and stops the page
-    unless stop=False, then returns None)."""
-    try:
-        return _load_model(ref.key, ref)
-    except vrnn.CheckpointError as e:
-        st.error(f"Checkpoint {ref.label}: {e}")
+    """The model of `ref`, loaded once per process. A bad file shows its message, which names the file
+    (an upload by its own name) as plain text (and stops the page unless stop=False, then returns None)."""
+    model = _load_model(ref.key, ref)
+    if isinstance(model, vrnn.CheckpointError):
+        st.error(plain(f"Checkpoint {ref.label}: {model}"))
         if stop:
             st.stop()
         return None
+    return model
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _load_clip(digest: str, _data: bytes) -> np.ndarray:
-    return vrnn.load_audio(_data, max_seconds=MAX_CLIP_SECONDS)[0]
+def _load_clip(digest: str, _data: bytes) -> tuple[np.ndarray, list[str]]:
+    notes = []  # sentences about a file read only in part (a WAV cut short), shown with the clip
+    return vrnn.load_audio(_data, max_seconds=MAX_CLIP_SECONDS, on_warning=notes.append)[0], notes
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -236,11 +255,14 @@ def clip_from_bytes(data: bytes, name: str, digest: str | None = None) -> Clip:
     that names the file."""
     digest = digest or hashlib.sha256(data).hexdigest()
     try:
-        return Clip(name, digest, _load_clip(digest, data))
+        waveform, notes = _load_clip(digest, data)
     except vrnn.AudioError as e:
         msg = str(e).replace("the uploaded audio", f"'{name}'", 1)
         msg = re.sub(r"Error opening <[^>]*>: ", "", msg)  # libsndfile names the in-memory buffer; drop that
         raise vrnn.AudioError(msg) from None
+    for note in notes:
+        st.warning(note.replace("the uploaded audio", f"'{name}'", 1))
+    return Clip(name, digest, waveform)
 
 
 def current_clip() -> Clip:
@@ -260,10 +282,10 @@ def current_clip() -> Clip:
         stat = path.stat()
         return clip_from_bytes(path.read_bytes(), path.name, _file_digest(str(path), stat.st_size, stat.st_mtime_ns))
     except vrnn.AudioError as e:
-        st.error(str(e))
+        st.error(plain(str(e)))  # names the upload: the user's text, shown as typed
         st.stop()
     except OSError as e:
-        st.error(f"The clip could not be read: {e}")
+        st.error(plain(f"The clip could not be read: {e}"))
         st.stop()
 
 

@@ -24,7 +24,7 @@ for up in uploads or []:
     try:
         refs.append(ui.uploaded_checkpoint(up))
     except vrnn.CheckpointError as e:
-        st.error(str(e))
+        st.error(ui.plain(str(e)))  # names the upload: the user's text, shown as typed
 refs = refs[:4]
 
 models = {}
@@ -39,7 +39,7 @@ if len(models) < 2:
 clip = ui.current_clip()
 analyses = {label: ui.analysis(ref, m, clip) for label, (ref, m) in models.items()}
 
-st.subheader(f"{clip.name} ({clip.seconds:.2f} s)")
+st.subheader(f"{ui.plain(clip.name)} ({clip.seconds:.2f} s)")
 ui.plotly(compare_figure(analyses), key="compare_figure")
 
 rows = []

@@ -16,11 +16,11 @@ model = ui.load_model(ref)
 clip = ui.current_clip()
 a = ui.analysis(ref, model, clip)
 
-st.caption(f"**{clip.name}** ({clip.seconds:.2f} s, {a.n_frames} frames of 12.5 ms) · checkpoint **{ref.label}** "
+st.caption(f"**{ui.plain(clip.name)}** ({clip.seconds:.2f} s, {a.n_frames} frames of 12.5 ms) · checkpoint **{ui.plain(ref.label)}** "
            f"({model.config.family}, LSTM {model.config.h_dim}"
            + (f", latent {model.config.z_dim})" if model.config.has_latent else ")"))
 if not a.has_latent:
-    st.info(f"{ref.label} is an RNN model ({model.config.family}) without latent variables, so it has no "
+    st.info(f"{ui.plain(ref.label)} is an RNN model ({model.config.family}) without latent variables, so it has no "
             "δ_t and KL_t rows; shown instead is the log-likelihood of each frame.")
 
 # Extra rows (off by default) and the time range: these only redraw; the model pass above is cached.
@@ -72,5 +72,5 @@ req = st.session_state.get("home_generated")
 if req and req[0] == ref.key:
     audio = ui.generated(ref, model, req[1], req[2])[0]
     st.audio(ui.wav(audio), format="audio/wav")
-    st.caption(f"{req[1]:g} s sampled from {ref.label} with seed {req[2]}: z_t from the prior p(z_t | h_t−1), "
+    st.caption(f"{req[1]:g} s sampled from {ui.plain(ref.label)} with seed {req[2]}: z_t from the prior p(z_t | h_t−1), "
                f"x_t from p(x_t | z_t, h_t−1) ({len(audio) / vrnn.SAMPLE_RATE:.2f} s at 16 kHz).")

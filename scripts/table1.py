@@ -2,6 +2,8 @@
 
     python scripts/table1.py --checkpoints assets/checkpoints --corpus data/allison --out docs/results.md
 
+(`vrnn` imported as an installed package: `pip install -e .` first.)
+
 Scores every checkpoint on the corpus's test split (0.5 s sequences, nats), with the paper's Blizzard and
 TIMIT numbers beside them, and states whether the paper's ordering holds. Nothing here is typed by hand.
 """
@@ -10,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from vrnn import load_checkpoint  # noqa: E402
-from vrnn.data import Corpus, split_chunks  # noqa: E402
-from vrnn.evaluate import score_sequences  # noqa: E402
+from vrnn import load_checkpoint
+from vrnn.data import Corpus, split_chunks
+from vrnn.evaluate import score_sequences
 
 ORDER = ["rnn-gauss", "rnn-gmm", "vrnn-i-gauss", "vrnn-gauss", "vrnn-gmm"]
 NAMES = {"rnn-gauss": "RNN-Gauss", "rnn-gmm": "RNN-GMM", "vrnn-i-gauss": "VRNN-I-Gauss",

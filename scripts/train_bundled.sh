@@ -18,7 +18,7 @@
 # without bf16, so fp32; one thread per run, vrnn-gauss, 64 x 40 frames): 2.1-8.4 s per update while two
 # runs shared the machine with other work (load average 4-11), 2.7-3.8 s for a lone step at load 4-5.
 # The GMM families take about 1.4x longer (the first bundled runs). So 10,000 updates x 5 families / 2 at a
-# time is roughly 15-60 h here; on a CPU with avx512_bf16/AMX or a GPU (--precision auto picks bf16) far
+# time is roughly 17-68 h here; on a CPU with avx512_bf16/AMX or a GPU (--precision auto picks bf16) far
 # less. docs/ablation.md chose RECIPE (a short budget: 100 updates per arm).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -92,3 +92,19 @@ def app_dirs(tmp_path_factory, clip_dir):
             for s in (10, 20, 30)] + [{"step": 30, "epoch": 1, "valid_elbo_per_frame": -280.0}]
     (d / "run-b" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return {"checkpoints": d, "examples": clip_dir}
+
+
+def assert_rows_close(a: list[dict], b: list[dict], rel: float = 1e-6, ignore: tuple[str, ...] = ("wall_time_s",)) -> None:
+    """Two lists of metrics rows agree field by field: the same rows with the same keys (less `ignore`), floats
+    within `rel`, everything else (step, epoch, flags, counts) exactly. pytest.approx does not compare nested
+    structures (pytest >= 9 refuses a list of dicts), so each field is compared on its own."""
+    assert len(a) == len(b), f"{len(a)} rows vs {len(b)}"
+    for i, (ra, rb) in enumerate(zip(a, b, strict=True)):
+        ka, kb = ra.keys() - set(ignore), rb.keys() - set(ignore)
+        assert ka == kb, f"row {i}: keys differ: {sorted(ka ^ kb)}"
+        for k in sorted(ka):
+            va, vb = ra[k], rb[k]
+            if isinstance(va, float) or isinstance(vb, float):
+                assert va == pytest.approx(vb, rel=rel, nan_ok=True), f"row {i} (step {ra.get('step')}), {k}: {va} vs {vb}"
+            else:
+                assert type(va) is type(vb) and va == vb, f"row {i} (step {ra.get('step')}), {k}: {va!r} vs {vb!r}"

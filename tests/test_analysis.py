@@ -37,10 +37,46 @@ def test_analyze_silence_and_rnn():
     assert not r.has_latent and r.kl is None and set(r.table()) == {"time_s", "log_px_t_nats"}
 
 
+def _tones(sr: int, seconds: float = 1.0) -> np.ndarray:
+    """220 Hz + 1500 Hz, gated at 2 Hz: the same signal at any rate (below 4 kHz, so 8 kHz holds it)."""
+    t = np.arange(int(sr * seconds)) / sr
+    x = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 1500 * t)
+    return (x * np.clip(np.sin(2 * np.pi * 2 * t), 0, None)).astype(np.float32)
+
+
+@pytest.mark.parametrize("sr", [48_000, 8_000])
+def test_analyze_resamples_any_rate_like_load_audio(tiny_checkpoint, sr):
+    """A 48 kHz or 8 kHz array is resampled to 16 kHz (soxr, as load_audio): the same frames, times and
+    values as the same sound at 16 kHz, and exactly what analysing its WAV file through load_audio gives."""
+    import io
+
+    import soundfile as sf
+
+    from vrnn import load_audio
+
+    m = load_checkpoint(tiny_checkpoint)
+    native = analyze(m, _tones(16_000), 16_000)
+    a = analyze(m, _tones(sr), sr)
+    assert a.sample_rate == 16_000 and a.n_frames == native.n_frames == 80 and a.waveform.shape == (16_000,)
+    np.testing.assert_array_equal(a.times, native.times)
+    np.testing.assert_allclose(a.waveform, native.waveform, atol=1e-3)
+    np.testing.assert_allclose(a.kl, native.kl, rtol=1e-3, atol=1e-6)
+    assert a.elbo == pytest.approx(native.elbo, rel=1e-4)
+    buf = io.BytesIO()
+    sf.write(buf, _tones(sr), sr, format="WAV", subtype="FLOAT")
+    waveform, rate = load_audio(buf.getvalue())
+    np.testing.assert_array_equal(analyze(m, waveform, rate).kl, a.kl)
+
+
 def test_analyze_rejects_bad_input(tiny_checkpoint):
     m = load_checkpoint(tiny_checkpoint)
-    with pytest.raises(AudioError, match="16000 Hz"):
-        analyze(m, speechlike(0.5), 44100)
+    for rate in (0, -16_000, float("nan")):
+        with pytest.raises(AudioError, match="positive number of Hz"):
+            analyze(m, speechlike(0.5), rate)
+    with pytest.raises(AudioError, match="mono waveform"):
+        analyze(m, np.stack([speechlike(0.5)] * 2, axis=1), 16000)  # [N, 2]: not silently interleaved
+    with pytest.raises(AudioError, match="at least one frame"):
+        analyze(m, np.zeros(250, np.float32), 22_050)  # 250 samples at 22.05 kHz are 181 at 16 kHz
     with pytest.raises(AudioError, match="at least one frame"):
         analyze(m, np.zeros(10, np.float32), 16000)
     bad = speechlike(0.5)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -22,8 +23,6 @@ APP = ROOT / "app.py"
 PAGES = ["pages/figure2.py", "pages/compare.py", "pages/generate.py", "pages/about.py"]
 TIMEOUT = 120  # s per script run; the 2 CPU cores may be busy
 
-sys.path.insert(0, str(ROOT))
-
 
 def wav_bytes(x: np.ndarray, sr: int = 16_000, subtype: str = "PCM_16") -> bytes:
     buf = io.BytesIO()
@@ -33,6 +32,11 @@ def wav_bytes(x: np.ndarray, sr: int = 16_000, subtype: str = "PCM_16") -> bytes
 
 def figures(at: AppTest) -> list[dict]:
     return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def unescape(markdown: str) -> str:
+    """The text a Markdown body shows, as far as backslash escapes go (`ui.plain` escapes user-chosen names)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
 
 
 def assert_clean(at: AppTest) -> None:
@@ -101,7 +105,20 @@ def test_uploaded_wav_is_analysed(at):
     assert not at.error
     (spec,) = figures(at)
     assert spec["layout"]["xaxis3"]["range"][1] == pytest.approx(1.5, abs=0.0125)  # the upload, not the example
-    assert any("my voice.wav" in c.value for c in at.caption)
+    assert any("my voice.wav" in unescape(c.value) for c in at.caption)
+
+
+def test_uploaded_wav_cut_short_is_analysed_with_a_warning(at):
+    """A WAV whose header promises more than the file holds: the part there is analysed, and a warning names
+    both numbers (vrnn.load_audio reads it; the app shows its sentence)."""
+    data = wav_bytes(np.zeros(32_000, np.float32) + 0.01)[:44 + 2 * 12_000]  # header: 2 s; file: 0.75 s
+    upload(at, "cut.wav", data)
+    assert_clean(at)
+    assert not at.error
+    assert [w.value for w in at.warning] == ["'cut.wav' is cut short: its header declares 32000 samples (2.00 s) "
+                                             "but the file holds 12000 (0.75 s); reading the 12000 there are."]
+    (spec,) = figures(at)
+    assert spec["layout"]["xaxis3"]["range"][1] == pytest.approx(0.75, abs=0.0125)
 
 
 def _nan_wav() -> bytes:
@@ -129,7 +146,7 @@ def test_bad_upload_shows_a_message_then_a_good_upload_works(at, case):
     upload(at, name, data)
     assert_clean(at)
     assert len(at.error) == 1, "a bad file gets exactly one message"
-    msg = at.error[0].value
+    msg = unescape(at.error[0].value)
     assert name in msg and words in msg
     assert "0x" not in msg  # no object addresses in a message meant for people
     assert not figures(at)
@@ -170,7 +187,7 @@ def test_too_long_upload_names_the_limit(at):
     x = np.zeros(8_000 * 601, np.int16)  # 601 s at 8 kHz, 9.6 MB
     upload(at, "long.wav", wav_bytes(x, 8_000))
     assert_clean(at)
-    assert len(at.error) == 1 and "600 s" in at.error[0].value
+    assert len(at.error) == 1 and "600 s" in unescape(at.error[0].value)
 
 
 def test_silence_is_analysed(at):
@@ -246,7 +263,7 @@ def test_every_page_renders(at, page):
     assert at.title and at.selectbox(key="checkpoint").value  # the shared sidebar is on every page
 
 
-def test_compare_page_draws_two_checkpoints_and_a_table(at):
+def test_compare_page_draws_two_checkpoints_and_a_table(at, app_env):
     at.switch_page("pages/compare.py").run()
     assert_clean(at)
     figs = figures(at)
@@ -255,7 +272,11 @@ def test_compare_page_draws_two_checkpoints_and_a_table(at):
     (table,) = at.dataframe
     df = table.value
     assert list(df.index) == cols and "ELBO on this clip (nats)" in df.columns
-    assert (df["ELBO on this clip (nats)"] < 0).all()
+    # each row's ELBO is its own model's on the shown clip (the first example), not another row's or clip's
+    waveform, _ = vrnn.load_audio(app_env["examples"] / "clip0.wav")
+    for key in cols:
+        model = vrnn.load_checkpoint(app_env["checkpoints"] / f"{key}.safetensors")
+        assert df.loc[key, "ELBO on this clip (nats)"] == pytest.approx(vrnn.analyze(model, waveform).elbo, rel=1e-4)
     # choose the run with a metrics log: its training curves appear
     at.multiselect(key="compare_ckpts").set_value(["vrnn-gauss", "run-b/best", "rnn-gauss"]).run()
     assert_clean(at)
@@ -273,7 +294,7 @@ def test_compare_page_accepts_uploaded_checkpoints_and_rejects_bad_ones(at, app_
         ("model.pt", b"\x80\x04pickle", "application/octet-stream"),
     ]).run()
     assert_clean(at)
-    errors = " ".join(e.value for e in at.error)
+    errors = " ".join(unescape(e.value) for e in at.error)
     assert "model.pt" in errors and ".safetensors" in errors
     assert "truncated" in errors or "not a readable" in errors
     cols = figures(at)[0]["layout"]["meta"]["columns"]
@@ -324,7 +345,7 @@ def test_corrupt_checkpoint_in_the_folder_shows_its_message(app_env, monkeypatch
     monkeypatch.setenv("VRNN_CHECKPOINTS", str(tmp_path))
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     assert_clean(at)
-    assert len(at.error) == 1 and "aaa-broken" in at.error[0].value
+    assert len(at.error) == 1 and "aaa-broken" in unescape(at.error[0].value)
     at.switch_page("pages/about.py").run()  # the rest of the app still works
     assert_clean(at)
     assert at.latex
@@ -353,3 +374,77 @@ def test_checkpoint_folders_from_env_and_command_line(tmp_path, monkeypatch, app
     logs = ui.training_logs([found["vrnn-gauss/best"], found["vrnn-gauss/last"], snap])
     assert list(logs) == ["vrnn-gauss"]  # one run, one curve
     assert ui.default_pair(found, "vrnn-gauss/best")[1] != "vrnn-gauss/last"  # another run by default
+
+
+# -- hostile uploads (issue 15, reproductions 3 and 7) ----------------------------------------------------------
+
+EVIL = "[x](http:evil) **b** :red[r] $y$.wav"  # Markdown, a Streamlit colour directive and LaTeX in a file name
+
+
+def test_plain_escapes_every_markdown_character():
+    import ui
+
+    for text in (EVIL, "a\\b`c`<i>&amp;#1. ~~s~~ |t| {u} !v", "line\nbreak"):
+        out = ui.plain(text)
+        assert unescape(out) == " ".join(text.splitlines())
+        assert not re.search(r"(?<!\\)[\[\]()*_`<>&:$#|~!]", out.replace("\\\\", "")), out
+
+
+def test_upload_names_are_shown_as_plain_text(at):
+    from conftest import speechlike
+
+    import ui
+
+    upload(at, EVIL, b"not audio at all")
+    assert_clean(at)
+    assert len(at.error) == 1 and ui.plain(EVIL) in at.error[0].value
+    upload(at, EVIL, wav_bytes(speechlike(1.0)))
+    assert_clean(at)
+    caption = next(c.value for c in at.caption if "frames of 12.5 ms" in c.value)
+    assert f"**{ui.plain(EVIL)}**" in caption
+
+
+def _huge_config_checkpoint(path: Path, salt: int) -> bytes:
+    """The issue's ~1.3 KB file: two small tensors and a config claiming an 8000-unit LSTM (`salt` makes the
+    bytes, so the cache key, unique to the test)."""
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        smallest = sorted(f.keys(), key=lambda k: f.get_slice(k).get_shape())[:2]  # e.g. 0-dim x_mean, x_std
+        tensors = {k: f.get_tensor(k) for k in smallest}
+    config = json.loads(meta["config"])
+    meta["config"] = json.dumps({**config, "h_dim": 8000})
+    meta["training"] = json.dumps({"steps": salt, "epochs": 0, "data": "none"})
+    return save(tensors, metadata=meta)
+
+
+def test_bad_checkpoint_upload_is_checked_once_and_named_by_its_name(at, app_env, monkeypatch):
+    import time
+
+    calls = []
+    real = vrnn.load_checkpoint
+    monkeypatch.setattr(vrnn, "load_checkpoint", lambda *a, **k: calls.append(k.get("name")) or real(*a, **k))
+    data = _huge_config_checkpoint(app_env["checkpoints"] / "vrnn-gauss.safetensors", time.time_ns())
+    assert len(data) < 3000
+    name = "[evil](http:x) model.safetensors"
+    at.switch_page("pages/compare.py").run()
+    t0 = time.perf_counter()
+    at.file_uploader(key="compare_uploads").set_value([(name, data, "application/octet-stream")]).run()
+    first = time.perf_counter() - t0
+    assert_clean(at)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "h_dim 8000" in unescape(errors[0])
+    assert ui_plain(name) in errors[0] and "/tmp" not in errors[0]  # the upload's own name, as text
+    for _ in range(3):  # reruns (any widget change) reuse the cached refusal
+        at.run()
+        assert [e.value for e in at.error] == errors
+    assert calls.count(name) == 1, "a bad upload is checked once"
+    assert first < 30  # the check itself is < 1 s (tests/test_checkpoint_validation.py); AppTest adds its own
+
+
+def ui_plain(text: str) -> str:
+    import ui
+
+    return ui.plain(text)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from vrnn import AudioWarning
 from vrnn.audio import FRAME_SIZE, SAMPLE_RATE, AudioError, frame, frame_times, load_audio, to_wav_bytes, unframe
 
 
@@ -75,8 +76,29 @@ def test_bad_bytes_raise_readable_errors(data, needle):
 
 def test_truncated_wav_is_rejected_or_shortened():
     data = _wav(_sine(16000), 16000)
-    with pytest.raises(AudioError):
-        load_audio(data[:60])  # header only, no samples
+    with pytest.raises(AudioError, match="at least one frame"), pytest.warns(AudioWarning, match="holds 8 "):
+        load_audio(data[:60])  # the header and 8 of its 8000 samples
+
+
+@pytest.mark.parametrize("sr,channels", [(16000, 1), (44100, 2)])
+def test_wav_cut_short_is_read_as_far_as_it_goes_with_a_warning(sr, channels):
+    """A WAV whose header declares more samples than the file holds (a download or a copy cut off): read what
+    is there, and say so with both numbers, never silently."""
+    full = _wav(_sine(sr, seconds=1.0, channels=channels), sr)
+    data = full[:44 + 2 * channels * (sr // 2 + 123)]  # 44-byte header, then half a second and 123 samples
+    held = sr // 2 + 123
+    notes = []
+    y, rate = load_audio(data, on_warning=notes.append)
+    assert rate == SAMPLE_RATE and abs(len(y) - held * SAMPLE_RATE / sr) <= 2
+    assert len(notes) == 1 and f"declares {sr} samples" in notes[0] and f"holds {held} " in notes[0], notes
+    with pytest.warns(AudioWarning, match=f"declares {sr} samples .* holds {held} "):
+        load_audio(data)
+    notes.clear()
+    load_audio(full, on_warning=notes.append)  # complete: nothing to say
+    stream = bytearray(full)
+    stream[40:44] = (0xFFFFFFFF).to_bytes(4, "little")  # a streamed WAV leaves the length open: no warning
+    load_audio(bytes(stream), on_warning=notes.append)
+    assert notes == []
 
 
 def test_non_finite_and_too_short():

@@ -185,6 +185,34 @@ def test_upload_of_30_s_clip_is_drawn(server, page, tmp_path):
     assert x_end(page) == pytest.approx(30.0, abs=0.0125)
 
 
+def test_upload_names_are_shown_as_typed_not_as_markdown(server, page, tmp_path):
+    """Issue 15, reproduction 7: a file named like a Markdown link (and bold, a colour directive, LaTeX) is
+    shown as typed in the error and in the caption, with no link, bold or colour made of it."""
+    from conftest import speechlike
+
+    name = "[x](evil.html) **b** :red[r] $y$ a_b.wav"
+    page.goto(server)
+    expect(page.locator(".js-plotly-plot")).to_be_visible()
+    settle(page)
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / name).write_bytes(b"not audio at all")
+    upload(page, junk / name)
+    error = page.locator('[data-testid="stAlertContentError"]')
+    expect(error).to_contain_text(name)
+    assert error.locator("a, strong, em, .katex, [style*=color]").count() == 0
+    good = tmp_path / "good"
+    good.mkdir()
+    upload(page, wav_file(good / name, speechlike(1.0)))
+    page.wait_for_function(DRAWN, arg=1.0, timeout=TIMEOUT_MS)
+    settle(page)
+    caption = page.locator('[data-testid="stCaptionContainer"]', has_text="frames of").first
+    expect(caption).to_contain_text(name)
+    assert caption.locator("a, em, .katex").count() == 0
+    assert caption.locator("strong").first.inner_text() == name  # the page's own bold, around the name as typed
+    assert_no_exception(page)
+
+
 def test_every_page_opens_without_an_error(server, page):
     for path, heading in [("", "Figure 2"), ("compare", "Compare checkpoints"), ("generate", "Generate"),
                           ("about", "About VRNN Explorer")]:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from vrnn import load_checkpoint
@@ -65,10 +66,29 @@ def test_cli_end_to_end(tmp_path, audio_tree, clip_dir, capsys):
     assert main(["evaluate", str(ckpt), "--data", str(clip_dir), "--samples", "2", "--quiet"]) == 0
 
 
+def test_a_wav_cut_short_is_read_with_a_warning_on_stderr(tiny_checkpoint, clip_dir, audio_tree, tmp_path, capsys):
+    """analyze and corpus read a WAV whose header declares more than the file holds as far as it goes, and
+    say so on stderr with both numbers."""
+    import shutil
+
+    src = shutil.copytree(audio_tree, tmp_path / "src")
+    cut = src / "cut.wav"
+    cut.write_bytes((clip_dir / "clip0.wav").read_bytes()[:44 + 2 * 20000])  # header: 2 s = 32000 samples
+    want = "warning: 'cut.wav' is cut short: its header declares 32000 samples (2.00 s) but the file holds 20000 "
+    assert main(["analyze", str(tiny_checkpoint), str(cut)]) == 0
+    out, err = capsys.readouterr()
+    assert want in err and "cut.wav: 1.25 s, 100 frames" in out
+    assert main(["corpus", "--from", str(src), "--out", str(tmp_path / "corpus"), "--quiet"]) == 0
+    assert want in capsys.readouterr().err
+    manifest = [json.loads(line) for line in (tmp_path / "corpus" / "manifest.jsonl").read_text().splitlines()]
+    assert [r["length"] for r in manifest if r["file"] == "cut.wav"] == [20000]  # the part that is there
+
+
 def test_cli_errors_are_sentences(tmp_path, capsys):
     (tmp_path / "bad.wav").write_text("not audio")
-    assert main(["analyze", str(tmp_path / "none.safetensors"), str(tmp_path / "bad.wav")]) == 2
-    assert "no checkpoint file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # a usage error: the parser checks that the file exists
+        main(["analyze", str(tmp_path / "none.safetensors"), str(tmp_path / "bad.wav")])
+    assert exit_.value.code == 2 and "argument checkpoint: there is no file" in capsys.readouterr().err
 
 
 def test_train_flags_come_from_train_config_and_refuse_bad_values(capsys):

@@ -30,7 +30,7 @@ def rows(run) -> list[dict]:
 def test_two_gloo_processes_match_one_process(tiny_corpus, tmp_path):
     steps, batch = 25, 8  # 11 batches per epoch on the tiny corpus: two epoch ends and a final validation
     ddp = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vrnn", "train",
          "--data", str(tiny_corpus), "--preset", "tiny", "--out", str(ddp), "--steps", str(steps),

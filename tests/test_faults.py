@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_rows_close
 from safetensors import SafetensorError
 
 from vrnn import VRNN, CheckpointError, load_checkpoint, preset, read_checkpoint, save_checkpoint
@@ -22,15 +23,11 @@ from vrnn.config import TrainConfig
 from vrnn.train import TrainingError, train
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def rows(run) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def comparable(rs: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rs]
 
 
 def cfg(**kw) -> TrainConfig:
@@ -148,9 +145,7 @@ def test_sigkill_anywhere_then_resume_matches_uninterrupted_run(tiny_corpus, tmp
     straight = tmp_path / "straight"
     ref = train(tiny_corpus, straight, preset("tiny"), cfg(), progress=False, log=lambda s: None)
     assert summary["best_valid_elbo_per_sequence"] == pytest.approx(ref["best_valid_elbo_per_sequence"], rel=1e-6)
-    a_rows, b_rows = comparable(rows(run)), comparable(rows(straight))
-    assert len(a_rows) == len(b_rows)
-    assert all(ra == pytest.approx(rb, rel=1e-6) for ra, rb in zip(a_rows, b_rows, strict=True))
+    assert_rows_close(rows(run), rows(straight), rel=1e-6)
     a, b = load_checkpoint(run / "last.safetensors"), load_checkpoint(straight / "last.safetensors")
     for p_a, p_b in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p_a, p_b, rtol=1e-5, atol=1e-7)

@@ -27,7 +27,7 @@ from vrnn.runfolder import LOCK_NAME, RunFolderError
 from vrnn.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 SR = 16_000
 
 

@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+from torch.distributions import Independent, Normal, kl_divergence
 
 from vrnn import FAMILIES, VRNN, preset
 
@@ -17,16 +18,28 @@ def _model(family, seed=0):
 def test_shapes(family):
     m = _model(family)
     B, T, X, Z = 3, 7, 200, m.config.z_dim
-    out = m(torch.randn(B, T, X))
+    x = torch.randn(B, T, X)
+    out = m(x, generator=torch.Generator().manual_seed(0))  # a sampled path: z != the posterior mean
     assert out.log_px.shape == (B, T) and out.kl.shape == (B, T) and out.elbo.shape == (B,)
     if m.config.has_latent:
         for t in (out.posterior_mean, out.posterior_std, out.prior_mean, out.prior_std, out.z):
             assert t.shape == (B, T, Z)
         assert (out.kl >= 0).all()
         assert (out.posterior_std >= m.config.sigma_min).all()
+        # KL_t is KL(q || p) (not p || q) summed over z, and the importance weight's log-densities are the
+        # Gaussians' at the z used: each against torch.distributions, from the returned parameters
+        q = Independent(Normal(out.posterior_mean, out.posterior_std), 1)
+        p = Independent(Normal(out.prior_mean, out.prior_std), 1)
+        torch.testing.assert_close(out.kl, kl_divergence(q, p), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(out.log_qz, q.log_prob(out.z), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(out.log_pz, p.log_prob(out.z), rtol=1e-4, atol=1e-4)
     else:
         assert out.posterior_mean is None and torch.count_nonzero(out.kl) == 0
-    torch.testing.assert_close(out.elbo, (out.log_px - out.kl).sum(-1))
+    # causal and per sequence: frames after t and the other sequences in the batch change nothing at step t
+    eps = (out.z - out.posterior_mean) / out.posterior_std if m.config.has_latent else None  # the draws used
+    part = m(x[1:2, :4], noise=None if eps is None else eps[1:2, :4])
+    torch.testing.assert_close(part.log_px, out.log_px[1:2, :4], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(part.kl, out.kl[1:2, :4], rtol=1e-4, atol=1e-5)
     assert m.sample(5, batch_size=2).shape == (2, 5, X)
 
 

@@ -172,7 +172,7 @@ def test_forward_from_a_carried_state_equals_one_long_pass():
     x, noise = _batch(model.config, B=2, T=12)
     whole = FusedVRNN(model)(x, noise=noise)
     first = model(x[:, :5], noise=noise[:, :5])
-    second = FusedVRNN(model)(x[:, 5:], noise=noise[:, 5:], state=first.final_state)
+    second = FusedVRNN(model)(x[:, 5:], noise=noise[:, 5:], state=first.state)
     assert torch.allclose(torch.cat([first.elbo[:, None], second.elbo[:, None]], 1).sum(1), whole.elbo, atol=1e-3)
     assert torch.allclose(second.kl, whole.kl[:, 5:], atol=1e-5)
 

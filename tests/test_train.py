@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from conftest import assert_rows_close
 
 from vrnn import VRNN, load_checkpoint, preset
 from vrnn.config import TrainConfig
@@ -17,11 +18,6 @@ from vrnn.train import TrainingError, _validate, train
 
 def rows(run) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def comparable(rs: list[dict]) -> list[dict]:
-    """Metrics rows without the wall-clock fields."""
-    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rs]
 
 
 def cfg(**kw) -> TrainConfig:
@@ -59,18 +55,14 @@ def test_resume_continues_exactly_from_mid_epoch(tiny_corpus, tmp_path):
     assert second["steps"] == 30
     # the 15-step run validated at its end (step 15); otherwise the two logs are the same rows
     resumed = [r for r in rows(split) if r["step"] != 15]
-    a, b = comparable(rows(straight)), comparable(resumed)
-    for ra, rb in zip(a, b, strict=True):
-        ra.pop("best", None), rb.pop("best", None)
-        assert ra == pytest.approx(rb, rel=1e-6)
+    assert_rows_close(rows(straight), resumed, rel=1e-6, ignore=("wall_time_s", "best"))
 
 
 def test_data_loading_in_worker_processes_trains_the_same(tiny_corpus, tmp_path):
     train(tiny_corpus, tmp_path / "w0", preset("tiny"), cfg(steps=20), progress=False, log=lambda s: None)
     train(tiny_corpus, tmp_path / "w2", preset("tiny"), cfg(steps=20, num_workers=2), progress=False,
           log=lambda s: None)
-    a, b = comparable(rows(tmp_path / "w0")), comparable(rows(tmp_path / "w2"))
-    assert len(a) == len(b) and all(ra == pytest.approx(rb, rel=1e-6) for ra, rb in zip(a, b, strict=True))
+    assert_rows_close(rows(tmp_path / "w0"), rows(tmp_path / "w2"), rel=1e-6)
 
 
 def test_validation_equals_score_sequences_and_shards_over_ranks(tiny_corpus, monkeypatch):

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import AUDIO_EXTENSIONS, FRAME_SIZE, SAMPLE_RATE, WINDOW_SIZE, AudioError, load_audio
+from .audio import AUDIO_EXTENSIONS, FRAME_SIZE, SAMPLE_RATE, WINDOW_SIZE, AudioError, load_audio, read_audio_blocks
 from .corpora import (  # noqa: F401
     LAYOUTS,
     SPLIT_FRACTIONS,
@@ -85,54 +85,23 @@ def read_any(path: Path) -> np.ndarray:
 def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, Iterator[np.ndarray]]:
     """Decode one audio file in blocks, for files of any length in bounded memory.
 
-    Returns (source sample rate in Hz, iterator of int16 [n] mono blocks at 16 kHz): channels averaged,
-    resampled with a streaming soxr resampler (HQ; the same output as `load_audio`'s one-shot soxr),
-    values as `read_any`. Reading uses soundfile (libsndfile: wav, NIST SPHERE, flac, ogg, mp3, ...);
+    Returns (source sample rate in Hz, iterator of int16 [n] mono blocks at 16 kHz): the float32 blocks
+    of `vrnn.audio.read_audio_blocks` (channels averaged, resampled with a streaming soxr resampler, HQ)
+    as int16, values as `read_any`. Reading uses soundfile (libsndfile: wav, NIST SPHERE, flac, ogg, mp3, ...);
     G.722 is decoded whole with PyAV.
 
     Raises AudioError (when opened, or while iterating) for a file that is not readable audio or
-    holds NaN/infinite samples.
+    holds NaN/infinite samples. A WAV cut short (its header declares more samples than the file holds) is
+    read as far as it goes, with an `AudioWarning` naming both numbers.
     """
-    import soundfile as sf
-
     if path.suffix.lower() == ".g722":
         try:
             x = decode_g722(path)
         except Exception as e:  # av.error.*: not G.722
             raise AudioError(f"'{path.name}' could not be decoded as G.722 ({e}).") from None
         return SAMPLE_RATE, iter([x])
-    try:
-        f = sf.SoundFile(str(path))
-    except Exception as e:  # LibsndfileError and friends
-        raise AudioError(f"'{path.name}' could not be read as audio ({e}).") from None
-
-    def blocks() -> Iterator[np.ndarray]:
-        import soxr
-
-        with f:
-            rate = f.samplerate
-            resampler = (soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-                         if rate != SAMPLE_RATE else None)
-            size = max(1, int(block_seconds * rate))
-            while True:
-                try:
-                    x = f.read(size, dtype="float32", always_2d=True)  # [n, C]
-                except Exception as e:
-                    raise AudioError(f"'{path.name}' could not be decoded ({e}).") from None
-                last = x.shape[0] < size
-                # [n] downmix to mono: the channel mean, as a matrix product (ten times faster than
-                # x.mean(axis=1) over a short axis, and the same numbers for one or two channels)
-                x = x[:, 0] if x.shape[1] == 1 else x @ np.full(x.shape[1], 1.0 / x.shape[1], np.float32)
-                if not np.isfinite(x).all():
-                    raise AudioError(f"'{path.name}' contains NaN or infinite sample values.")
-                if resampler is not None:
-                    x = resampler.resample_chunk(x, last=last)
-                if x.size:
-                    yield _to_int16(x)
-                if last:
-                    return
-
-    return f.samplerate, blocks()
+    rate, _, blocks = read_audio_blocks(path, block_seconds)
+    return rate, (_to_int16(x) for x in blocks)
 
 
 def _fingerprint(root: Path, files: list[Path]) -> str:
@@ -144,7 +113,9 @@ def _fingerprint(root: Path, files: list[Path]) -> str:
 
 
 # What a corpus build writes into its folder (besides *.partial files while it runs).
-CORPUS_ENTRIES = frozenset({"corpus.json", "manifest.jsonl", "wav", "_cache", *(f"{s}.int16" for s in SPLITS)})
+CORPUS_ENTRIES = frozenset({"corpus.json", "manifest.jsonl", "wav", "_cache", *(f"{s}.int16" for s in SPLITS),
+                            # transcripts and alignments, written by `python -m vrnn corpus` (vrnn/transcripts.py)
+                            *(f"{s}.{k}.jsonl" for s in SPLITS for k in ("transcripts", "alignments"))})
 _STAGING_MARK = ".vrnn-corpus-staging"  # inside a staging folder, so only ours are ever removed
 
 

@@ -15,6 +15,7 @@ exact and no sampling happens.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -61,10 +62,14 @@ def score_sequences(model: VRNN, chunks: np.ndarray | torch.Tensor, samples: int
         fast: run the fused CPU path (`vrnn.fused.FusedVRNN`); False runs the readable `model.forward`.
 
     Returns Scores with the ELBO (posterior sampled once per sequence) and the K-sample estimate
-    of log p(x) (for RNNs both are the exact log-likelihood). Raises ValueError for no chunks.
+    of log p(x) (for RNNs both are the exact log-likelihood). Raises ValueError for no chunks, or samples or
+    batch_size below 1.
     """
     from tqdm import tqdm
 
+    if not all(isinstance(v, numbers.Integral) and v >= 1 for v in (samples, batch_size)):
+        raise ValueError(f"samples and batch_size must be whole numbers >= 1, got samples={samples!r}, "
+                         f"batch_size={batch_size!r}.")
     chunks = torch.as_tensor(np.asarray(chunks, dtype=np.float32))
     if chunks.ndim != 2 or chunks.shape[0] == 0:
         raise ValueError("No 0.5 s sequences to score: the audio is shorter than one sequence.")

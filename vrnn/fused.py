@@ -114,7 +114,8 @@ class FusedVRNN(nn.Module):
     def forward(self, x: torch.Tensor, sample: bool = True, noise: torch.Tensor | None = None,
                 generator: torch.Generator | None = None,
                 state: tuple[torch.Tensor, torch.Tensor] | None = None) -> VRNNOutput:
-        """`VRNN.forward`, fused: x [B, T, X] normalised frames -> VRNNOutput; same arguments and numbers."""
+        """`VRNN.forward`, fused: x [B, T, X] normalised frames -> VRNNOutput; same arguments (`state`: the
+        (h_0, c_0) to start from) and numbers."""
         c = self.config
         B, T, _ = x.shape
         sample = sample and c.has_latent
@@ -133,11 +134,11 @@ class FusedVRNN(nn.Module):
                 out, state = self._forward_rnn(block, state)
             outs.append(out)
         if len(outs) == 1:
-            outs[0].final_state = state
+            outs[0].state = state
             return outs[0]
         cat = lambda name: torch.cat([getattr(o, name) for o in outs], 1)  # noqa: E731
         return VRNNOutput(**{f.name: None if getattr(out, f.name) is None else cat(f.name) for f in fields(out)
-                             if f.name != "final_state"}, final_state=state)
+                             if f.name != "state"}, state=state)
 
     def _recurrence_weights(self) -> dict:
         """The weights of the time loop, fused where one input feeds several networks and stored

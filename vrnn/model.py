@@ -70,8 +70,8 @@ class VRNNOutput:
     log_pz:  [B, T] log p(z_t | h_{t-1}) at the z used (None for RNNs)
     log_qz:  [B, T] log q(z_t | x_t, h_{t-1}) at the z used (None for RNNs)
     posterior_mean, posterior_std, prior_mean, prior_std, z: [B, T, Z] (None for RNNs)
-    final_state: (h_T, c_T) [B, H] each, the LSTM state after the last step (to carry into the next
-        window of the same stream, `TrainConfig.carry_state`)
+    state:   (h_T, c_T), [B, H] each: the LSTM's state after the last step, to go on with the next block of
+             a long input (`forward(..., state=out.state)`)
     """
 
     log_px: torch.Tensor
@@ -83,7 +83,7 @@ class VRNNOutput:
     prior_mean: torch.Tensor | None = None
     prior_std: torch.Tensor | None = None
     z: torch.Tensor | None = None
-    final_state: tuple[torch.Tensor, torch.Tensor] | None = None
+    state: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -230,9 +230,11 @@ class VRNN(nn.Module):
                 follow the posterior mean z_t = mu_z,t (no noise), which makes analysis reproducible.
             noise: optional eps [B, T, Z] ~ N(0, I) to use instead of fresh draws.
             generator: random generator for eps.
-            state: (h_0, c_0) [B, H] each to start from (the previous window's `final_state`); None: zeros.
+            state: (h_0, c_0) [B, H] each to start from, e.g. the previous block's `VRNNOutput.state`
+                when a long input goes through in blocks; None: zeros.
 
-        Returns VRNNOutput: per-step log p(x_t | .), KL_t and the latent statistics, all [B, T(, Z)].
+        Returns VRNNOutput: per-step log p(x_t | .), KL_t and the latent statistics, all [B, T(, Z)], and
+        the final LSTM state.
         """
         c = self.config
         B, T, _ = x.shape
@@ -250,7 +252,7 @@ class VRNN(nn.Module):
         h_prev = torch.stack(h_prev, 1)  # [B, T, H]: h_0 .. h_{T-1}
         if not c.has_latent:  # RNN: log p(x_t | h_{t-1}), eq. (2); no KL term
             log_px = self.output_log_prob(x, self.decoder_params(None, h_prev))
-            return VRNNOutput(log_px=log_px, kl=torch.zeros_like(log_px), final_state=state)
+            return VRNNOutput(log_px=log_px, kl=torch.zeros_like(log_px), state=state)
         mu_q, sigma_q, z, phi_z = (torch.stack(v, 1) for v in zip(*posteriors, strict=True))  # [B, T, Z], phi_z [B, T, Dz]
         mu_p, sigma_p = self.prior_params(h_prev)  # p(z_t | h_{t-1}), eq. (5): [B, T, Z] each
         dec = self.decoder_params(phi_z, h_prev)  # p(x_t | z_t, h_{t-1}), eq. (6)
@@ -259,8 +261,7 @@ class VRNN(nn.Module):
             kl=gaussian_kl(mu_q, sigma_q, mu_p, sigma_p),  # eq. (11), second term
             log_pz=gaussian_log_prob(z, mu_p, sigma_p),
             log_qz=gaussian_log_prob(z, mu_q, sigma_q),
-            posterior_mean=mu_q, posterior_std=sigma_q, prior_mean=mu_p, prior_std=sigma_p, z=z,
-            final_state=state,
+            posterior_mean=mu_q, posterior_std=sigma_q, prior_mean=mu_p, prior_std=sigma_p, z=z, state=state,
         )
 
     # -- generation --

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .analysis import Analysis
-from .audio import FRAME_SECONDS, FRAME_SIZE, SAMPLE_RATE
+from .audio import FRAME_SECONDS, FRAME_SIZE, SAMPLE_RATE, resample
 
 COLORS = {"delta": "#1f5fa8", "kl": "#c2410c", "wave": "#3f3f46", "log_px": "#15803d",
           "prior": "#7c3aed", "posterior": "#0891b2"}
@@ -91,13 +91,14 @@ def _bin_columns(t: np.ndarray, m: np.ndarray, max_cols: int, reduce: str = "mea
 def log_mel(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, n_mels: int = N_MELS) -> np.ndarray:
     """Log-mel spectrogram aligned with the model's frames: [n_mels, T] dB (0 dB = the clip's loudest bin).
 
-    STFT window 400 samples (25 ms), hop 200 samples (12.5 ms, one model frame), centred, so column t
-    is centred near frame t's centre. Source: librosa.feature.melspectrogram, librosa.power_to_db.
+    waveform: mono [N] at `sample_rate` Hz, any rate (resampled to 16 kHz first; see `vrnn.audio`).
+    STFT window 400 samples (25 ms), hop 200 samples (12.5 ms, one model frame) at 16 kHz, centred, so
+    column t is centred near frame t's centre. Source: librosa.feature.melspectrogram, librosa.power_to_db.
     librosa is imported here, not at module level, so an app that never shows the row never pays for it.
     """
     import librosa
 
-    s = librosa.feature.melspectrogram(y=np.asarray(waveform, dtype=np.float32), sr=sample_rate,
+    s = librosa.feature.melspectrogram(y=resample(waveform, sample_rate), sr=SAMPLE_RATE,
                                        n_fft=2 * FRAME_SIZE, hop_length=FRAME_SIZE, n_mels=n_mels, center=True)
     return librosa.power_to_db(s, ref=np.max, top_db=80.0).astype(np.float32)
 

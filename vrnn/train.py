@@ -254,8 +254,8 @@ def _train_step(net: torch.nn.Module, model: VRNN, opt: torch.optim.Optimizer, x
             clip_weight_rows_(model, cfg.max_norm)
     loss_v, kl_v, grad_v = (float(v) for v in stats[:3])
     final = None
-    if cfg.carry_state and finite and output.final_state is not None:
-        final = tuple(t.detach() for t in output.final_state)
+    if cfg.carry_state and finite and output.state is not None:
+        final = tuple(t.detach() for t in output.state)
     return StepStats(loss_v, kl_v, grad_v, finite, bool(stats[3] > 0)), final
 
 
