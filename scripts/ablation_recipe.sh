@@ -4,11 +4,11 @@
 # the end; never the test split). Two arms at a time, one thread each, niced.
 #   bash scripts/ablation_recipe.sh DATA OUT_ROOT [STEPS] [PRECISION]
 # then: python scripts/ablation_table.py OUT_ROOT  (writes the table of docs/ablation.md)
-# ONLY="arm arm ..." runs only those arms (h-sigma-frame-lr was added after the first seven had run).
+# SEED=N another seed (default 0). ONLY="arm arm ..." runs only those arms (h-sigma-frame-lr was added after the first seven had run).
 set -euo pipefail
 DATA=${1:?corpus folder}; ROOT=${2:?output folder}; STEPS=${3:-100}; PREC=${4:-fp32}
 PY=${PYTHON:-python3}
-COMMON=(--data "$DATA" --preset cpu --family vrnn-gauss --seed 0 --batch-size 64 --steps "$STEPS"
+COMMON=(--data "$DATA" --preset cpu --family vrnn-gauss --seed "${SEED:-0}" --batch-size 64 --steps "$STEPS"
         --precision "$PREC" --threads 1 --snapshot-every 0 --quiet)
 declare -A ARMS=(
   [a-today]=""
