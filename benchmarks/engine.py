@@ -61,6 +61,8 @@ class Plan:
     memory_s: float = 600.0
     repeats: int = 5
     note: str = ""
+    bf16_batch_slow: int = 4  # the bf16 training row's batch on a CPU without native bf16
+    skip_bf16: bool = False
 
 
 def plan_for(name: str, repeats: int, device: str) -> Plan:
@@ -272,15 +274,51 @@ def bench_training(model: VRNN, ref: VRNN, plan: Plan, counts: dict) -> dict:
 
     state = {k: v.clone() for k, v in model.state_dict().items()}
     e, r, _, _ = timed_pair(lambda: step(fast), lambda: step(ref), plan.repeats)
+    for d in (e, r):
+        d["frames_per_s"] = B * T / d["median_s"]
+        d["gflops"] = counts["flops_training"] * B * T / d["median_s"] / 1e9
+    bf16 = None if plan.skip_bf16 else bench_bf16_training(model, state, x, noise, plan, counts)
     model.load_state_dict(state)  # undo the Adam steps for the measurements that follow
     ref.load_state_dict(state)
     model.eval()
     ref.eval()
-    for d in (e, r):
-        d["frames_per_s"] = B * T / d["median_s"]
-        d["gflops"] = counts["flops_training"] * B * T / d["median_s"] / 1e9
-    return {"batch": B, "frames": T, "engine": e, "reference": r, "errors": errs, "float32_accuracy": accuracy,
-            "equal": equal}
+    return {"batch": B, "frames": T, "engine": e, "reference": r, "bf16": bf16, "errors": errs,
+            "float32_accuracy": accuracy, "equal": equal}
+
+
+def bench_bf16_training(model: VRNN, state: dict, x: torch.Tensor, noise: torch.Tensor, plan: Plan, counts: dict) -> dict:
+    """`train`'s own step (vrnn.train._train_step) in bf16 and in fp32 on the fast path, and the readable
+    model in fp32, alternated round by round in this process (same weights at the start of each round).
+
+    On a CPU without native bf16 (no avx512_bf16/AMX: `resolve_precision("auto")` gives fp32) bf16 products
+    are emulated and a step of the full batch takes minutes, so there the three are timed on
+    plan.bf16_batch_slow windows, once, and the row says so."""
+    from vrnn.train import _train_step, resolve_precision
+
+    native = resolve_precision("auto", x.device) == "bf16"
+    b = x.shape[0] if native else min(x.shape[0], plan.bf16_batch_slow)
+    repeats = plan.repeats if native else 1
+    xb, nb = x[:b], noise[:b]
+    ref = copy.deepcopy(model)
+    runs = {"engine_bf16": (FusedVRNN(model), model, "bf16"), "engine_fp32": (FusedVRNN(model), model, "fp32"),
+            "reference_fp32": (ref, ref, "fp32")}
+    times = {k: [] for k in runs}
+    for _ in range(repeats + (1 if native else 0)):  # the first round warms up where there are repeats
+        for k, (net, m, prec) in runs.items():
+            m.load_state_dict(state)
+            opt = torch.optim.Adam(m.parameters(), lr=3e-4)
+            cfg = TrainConfig(precision=prec, batch_size=b)
+            t = time.perf_counter()
+            _train_step(net, m, opt, xb, nb, cfg, False, prec)
+            _sync(x.device)
+            times[k].append(time.perf_counter() - t)
+    if native:
+        times = {k: v[1:] for k, v in times.items()}
+    out = {k: {"median_s": statistics.median(v), "wall_s": v, "frames_per_s": b * x.shape[1] / statistics.median(v),
+               "gflops": counts["flops_training"] * b * x.shape[1] / statistics.median(v) / 1e9} for k, v in times.items()}
+    ratio = [r / e for r, e in zip(times["reference_fp32"], times["engine_bf16"], strict=True)]
+    return {"batch": b, "native_bf16": native, "repeats": repeats, **out, "speedup_vs_reference": ratio,
+            "note": "" if native else f"no native bf16 on this CPU: batch {b}, one round (bf16 products are emulated)"}
 
 
 def bench_generation(model: VRNN, ref: VRNN, plan: Plan, counts: dict) -> dict:
@@ -293,6 +331,42 @@ def bench_generation(model: VRNN, ref: VRNN, plan: Plan, counts: dict) -> dict:
         d["rtf"] = d["median_s"] / s
         d["gflops"] = counts["flops_generation"] * frames / d["median_s"] / 1e9
     return {"seconds": s, "frames": frames, "engine": e, "reference": r, "errors": {"audio": err}, "equal": err <= RTOL}
+
+
+BUSY_LOOP = "import time\nt = time.time() + 600\nwhile time.time() < t: pass"  # one core, at most 10 min
+
+
+def bench_under_load(model: VRNN, plan: Plan, repeats: int) -> dict:
+    """Batch-1 analysis (plan.analysis_s) and generation (plan.generation_s) with 1 and with 2 threads, with
+    one core kept busy by another process (a Python busy loop started and stopped here) and without it,
+    alternated in this process: round after round, busy and quiet, 1 and 2 threads. "quiet" means only
+    that this benchmark adds no load: other work on the machine still runs (the load average is kept)."""
+    wave = speechlike(plan.analysis_s)
+    runs = {f"{what}_{th}t": (lambda th=th, what=what: analyze(model, wave, threads=th) if what == "analysis"
+                              else generate(model, plan.generation_s, seed=0, threads=th))
+            for what in ("analysis", "generation") for th in (1, 2)}
+    times = {f"{k}_{mode}": [] for k in runs for mode in ("busy", "quiet")}
+    loads = []
+    for fn in runs.values():  # warm-up
+        fn()
+    for _ in range(repeats):
+        for mode in ("busy", "quiet"):
+            busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if mode == "busy" else None
+            try:
+                time.sleep(0.3 if busy else 0.0)
+                loads.append(os.getloadavg()[0])
+                for k, fn in runs.items():
+                    t = time.perf_counter()
+                    fn()
+                    times[f"{k}_{mode}"].append(time.perf_counter() - t)
+            finally:
+                if busy:
+                    busy.kill()
+                    busy.wait()
+    out = {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "wall_s": v} for k, v in times.items()}
+    return {"analysis_s": plan.analysis_s, "generation_s": plan.generation_s, "repeats": repeats,
+            "load_average_1min": loads, "default_threads": __import__("vrnn.fused", fromlist=["x"]).default_threads(),
+            **out}
 
 
 def bench_memory(checkpoint: Path, plan: Plan, threads: int, device: str) -> dict:
@@ -421,6 +495,13 @@ def table(results: dict) -> str:
                      a["reference"]["median_s"] / a["engine"]["median_s"], "<0.5 s", errs(a)))
         rows.append(("training", f"training {t['batch']}x{t['frames']} fwd+bwd+Adam", tf(t["engine"]), tf(t["reference"]),
                      t["reference"]["median_s"] / t["engine"]["median_s"], "-", errs(t)))
+        bf = t.get("bf16")
+        if bf:
+            sp = bf["speedup_vs_reference"]
+            rows.append(("training_bf16", f"training {bf['batch']}x{t['frames']} bf16 (engine)", tf(bf["engine_bf16"]),
+                         tf(bf["reference_fp32"]), statistics.median(sp), ">=3.5x ref",
+                         f"range {min(sp):.2f}-{max(sp):.2f}x; engine fp32 {tf(bf['engine_fp32'])}"
+                         + (f"; NOTE {bf['note']}" if bf["note"] else "")))
         rows.append(("generation", f"generation {g['seconds']:g} s", fmt(g["engine"]), fmt(g["reference"]),
                      g["reference"]["median_s"] / g["engine"]["median_s"], "RTF<=0.02", errs(g)))
         if mem:
@@ -431,6 +512,16 @@ def table(results: dict) -> str:
         for key, label, e, r, x, target, out in rows:
             verdict = {True: " MET", False: " MISSED"}.get(met.get(key), "")
             lines.append(f"  {label:30} {e:>36} {r:>36} {x:6.2f}x  {target + verdict:24} {out}")
+        ul = p.get("under_load")
+        if ul:
+            la = ul["load_average_1min"]
+            lines.append(f"  under load (batch 1; busy = one core running a Python busy loop; load average "
+                         f"{min(la):.1f}-{max(la):.1f}; median [min-max] of {ul['repeats']}):")
+            for what, secs in (("analysis", ul["analysis_s"]), ("generation", ul["generation_s"])):
+                cells = [f"{mode} {th}t {ul[f'{what}_{th}t_{mode}']['median_s']:.2f} "
+                         f"[{ul[f'{what}_{th}t_{mode}']['min_s']:.2f}-{ul[f'{what}_{th}t_{mode}']['max_s']:.2f}] s"
+                         for mode in ("busy", "quiet") for th in (1, 2)]
+                lines.append(f"    {what} {secs:g} s: " + "; ".join(cells))
     return "\n".join(lines)
 
 
@@ -445,6 +536,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--checkpoint", default=None, help="measure this checkpoint instead of random weights")
     ap.add_argument("--skip-memory", action="store_true", help="leave out the 10 minute memory measurement")
+    ap.add_argument("--skip-load", action="store_true", help="leave out the batch-1 rows under load (CPU)")
+    ap.add_argument("--skip-bf16", action="store_true", help="leave out the bf16 training row")
     ap.add_argument("--memory-child", nargs=3, metavar=("PATH", "CHECKPOINT", "SECONDS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -459,6 +552,7 @@ def main(argv: list[str] | None = None) -> dict:
             for family in args.families:
                 key = name if len(args.families) == 1 else f"{name}/{family}"
                 plan = plan_for(name, args.repeats, device.type)
+                plan.skip_bf16 = args.skip_bf16
                 model = make_model(name, family, args.checkpoint, args.device)
                 ref = copy.deepcopy(model)  # the readable model, with its own optimiser state in bench_training
                 counts = count_per_frame(model.config)
@@ -469,6 +563,8 @@ def main(argv: list[str] | None = None) -> dict:
                 p["analysis"] = bench_analysis(model, ref, plan, counts)
                 p["training"] = bench_training(model, ref, plan, counts)
                 p["generation"] = bench_generation(model, ref, plan, counts)
+                if device.type == "cpu" and not args.skip_load:
+                    p["under_load"] = bench_under_load(model, plan, plan.repeats)
                 if not args.skip_memory:
                     ckpt = Path(tmp) / f"{name}-{family}.safetensors"
                     save_checkpoint(ckpt, model, {"steps": 0, "data": "benchmark"})

@@ -382,6 +382,12 @@ def test_generate_page_gives_audio_and_downloads(at):
     assert sum("WAV" in b.label for b in at.download_button) == 4
     specs = figures(at)
     assert len(specs) == 2 and all(len(s["layout"]["meta"]["rows"]) == 2 for s in specs)
+    assert all("sample" in b.label for b in at.download_button)
+    at.radio(key="gen_output").set_value("Decoder mean (no output noise)")
+    at.button[0].click().run()
+    assert_clean(at)
+    assert len(at.get("audio")) == 4 and "decoder mean" in " ".join(c.value for c in at.caption)
+    assert sum("WAV" in b.label and "mean" in b.label for b in at.download_button) == 4
 
 
 def test_about_page_has_the_equations(at):

@@ -197,7 +197,7 @@ def test_upload_names_are_shown_as_typed_not_as_markdown(server, page, tmp_path)
 
     name = "[x](evil.html) **b** :red[r] $y$ a_b.wav"
     page.goto(server)
-    expect(page.locator(".js-plotly-plot")).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()  # Figure 2; the trajectory below
     settle(page)
     junk = tmp_path / "junk"
     junk.mkdir()

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -48,6 +49,11 @@ def test_cli_end_to_end(tmp_path, audio_tree, clip_dir, capsys):
     assert main(["generate", str(ckpt), "--seconds", "0.5", "--seed", "1", "--out", str(wav)]) == 0
     info = sf.info(wav)
     assert info.samplerate == 16000 and info.frames == 8000
+    mean_wav = tmp_path / "gen-mean.wav"
+    assert main(["generate", str(ckpt), "--seconds", "0.5", "--seed", "1", "--output", "mean",
+                 "--out", str(mean_wav)]) == 0
+    sampled, mean = sf.read(wav)[0], sf.read(mean_wav)[0]
+    assert len(mean) == 8000 and not np.array_equal(sampled, mean)  # the output noise is off
 
     js = tmp_path / "scores.json"
     assert main(["evaluate", str(ckpt), "--corpus", str(corpus), "--split", "test", "--samples", "3",

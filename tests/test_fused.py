@@ -81,10 +81,33 @@ def test_split_products_are_used_and_exact(threads):
 
 
 def test_the_caller_picks_the_thread_split():
-    """`inference_threads`: torch's thread count for small CPU batches, 1 for large ones and other devices."""
-    assert fused_module.inference_threads(1, "cpu") == torch.get_num_threads()
+    """`inference_threads`: 1 (or VRNN_THREADS) for small CPU batches, 1 for large ones and other devices."""
+    assert fused_module.inference_threads(1, "cpu") == 1
     assert fused_module.inference_threads(64, "cpu") == 1
     assert fused_module.inference_threads(1, "meta") == 1
+
+
+def test_batch1_passes_default_to_one_thread_and_restore_torchs_setting(monkeypatch):
+    """analyze/generate run a batch-1 pass on `default_threads()` (1 unless VRNN_THREADS) and put torch's
+    thread count back afterwards."""
+    seen = []
+    real = FusedVRNN.sample
+
+    def spy(self, *a, **k):
+        seen.append((self.threads, torch.get_num_threads()))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(FusedVRNN, "sample", spy)
+    before = torch.get_num_threads()
+    m = random_model(preset("tiny", "vrnn-gauss"))
+    generate(m, seconds=0.1)
+    monkeypatch.setenv("VRNN_THREADS", "2")
+    assert fused_module.default_threads() == 2
+    generate(m, seconds=0.1)
+    generate(m, seconds=0.1, threads=1)
+    assert seen == [(1, 1), (2, 2), (1, 1)] and torch.get_num_threads() == before
+    monkeypatch.setenv("VRNN_THREADS", "x")
+    assert fused_module.default_threads() == 1
 
 
 def test_fast_path_shares_the_models_parameters():
@@ -152,7 +175,7 @@ def test_analysis_matches_readable_model(model, threads, monkeypatch):
     """analyze() (mean path, numpy out): fast=True (the default) against fast=False."""
     if threads > 1:  # what analyze builds: FusedVRNN(model, threads=inference_threads(1, device)), here 2 threads
         monkeypatch.setattr(fused_module, "SPLIT_MIN_BYTES", 0)
-        monkeypatch.setattr(fused_module.torch, "get_num_threads", lambda: threads)
+        monkeypatch.setenv("VRNN_THREADS", str(threads))
     rng = np.random.default_rng(3)
     wave = (0.2 * rng.standard_normal(200 * 29 + 57)).astype(np.float32)
     a, b = analyze(model, wave), analyze(model, wave, fast=False)

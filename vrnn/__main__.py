@@ -164,7 +164,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     model = load_checkpoint(args.checkpoint)  # --out and --seconds were checked by the parser, before this
     t0 = time.perf_counter()
-    audio = generate(model, seconds=args.seconds, seed=args.seed)
+    audio = generate(model, seconds=args.seconds, seed=args.seed, output_noise=args.output == "sample")
     dt = time.perf_counter() - t0
     sf.write(args.out, audio.clip(-1, 1), SAMPLE_RATE, subtype="PCM_16")
     print(f"Wrote {args.seconds:.2f} s of audio to {args.out} in {dt:.2f} s "
@@ -259,7 +259,7 @@ def _option_type(f):
     bad value is refused with the field's own message."""
     from .config import check_option
 
-    base = {"int": int, "float": float}[f.type if isinstance(f.type, str) else f.type.__name__]
+    base = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
 
     def parse(text: str):
         try:
@@ -285,8 +285,12 @@ def add_options(parser: argparse.ArgumentParser, config_class) -> None:
         if m.get("low") is not None:
             rng = f"; {'>' if m.get('low_open') else '>='} {m['low']:g}"
         flag = m.get("flag") or "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        if m.get("choices"):
+            parser.add_argument(flag, dest=f.name, choices=m["choices"], default=default, help=m["help"])
+            continue
         parser.add_argument(flag, dest=f.name, type=_option_type(f), metavar=flag[2:].replace("-", "_").upper(),
-                            default=f.default if f.default is not MISSING else None, help=m["help"] + rng)
+                            default=default, help=m["help"] + rng)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -381,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seconds", type=seconds(MAX_GENERATE_SECONDS), default=3.0,
                    help=f"length in seconds, > 0 and <= {MAX_GENERATE_SECONDS:g}")
     g.add_argument("--seed", type=seed, default=0, help="random seed")
+    g.add_argument("--output", choices=("sample", "mean"), default="sample",
+                   help="each frame x_t: 'sample' draws it from p(x_t | z_t, h_t-1) as the paper does (Figure 3); "
+                        "'mean' takes that distribution's mean (no output noise: less hiss, not the paper's samples)")
     g.add_argument("--out", type=output_file(".wav", ".flac"), required=True,
                    help="audio file to write (16 kHz, 16-bit PCM): .wav or .flac")
     g.set_defaults(func=_cmd_generate)

@@ -19,7 +19,7 @@ import torch
 
 from .audio import SAMPLE_RATE, AudioError, frame, frame_times, resample
 from .distributions import gaussian_kl_per_dim
-from .fused import FusedVRNN, inference_threads
+from .fused import SPLIT_MAX_BATCH, FusedVRNN, inference_threads, intra_op_threads
 from .model import VRNN, VRNNOutput
 
 CSV_COLUMNS = ("time_s", "delta_t", "kl_t_nats", "log_px_t_nats")  # the per-frame table's columns
@@ -100,7 +100,7 @@ Progress = Callable[[int, int], None]  # progress(done_frames, total_frames), ca
 
 def analyze_blocks(model: VRNN, pieces: Iterable[np.ndarray], *, sample: bool = False, seed: int = 0,
                    fast: bool = True, total_frames: int | None = None, progress: Progress | None = None,
-                   block_frames: int | None = None) -> Iterator[Analysis]:
+                   block_frames: int | None = None, threads: int | None = None) -> Iterator[Analysis]:
     """Figure 2's quantities for a clip of any length that arrives in pieces, one block at a time.
 
     The posterior pass runs over blocks of `block_frames` frames, the LSTM state (h, c) carried from each
@@ -117,6 +117,7 @@ def analyze_blocks(model: VRNN, pieces: Iterable[np.ndarray], *, sample: bool = 
         progress: called after each block as progress(done_frames, total_frames) (total_frames is at least
             done_frames; the last call has done_frames == total_frames).
         block_frames: frames per block; None: ANALYSIS_BLOCK_FRAMES (1024 = 12.8 s of 200-sample frames).
+        threads: as `analyze` (torch's thread count is set for each block's pass and restored after it).
 
     Yields one `Analysis` per block, for frames [start, start + n) of the clip: `times` are the clip's
     (s), delta_t of a block's first frame is taken against the previous block's last posterior mean
@@ -128,7 +129,8 @@ def analyze_blocks(model: VRNN, pieces: Iterable[np.ndarray], *, sample: bool = 
     """
     device, dtype = model.x_mean.device, model.x_mean.dtype  # float32, or float64 for a model cast with .double()
     gen = torch.Generator(device=device).manual_seed(seed)
-    net = FusedVRNN(model, threads=inference_threads(1, device)) if fast else model
+    n_threads = threads or inference_threads(1, device)
+    net = FusedVRNN(model, threads=n_threads) if fast else model
     X = model.config.x_dim  # samples per frame: the model's own (200 = 12.5 ms for every bundled model)
     step = (block_frames or ANALYSIS_BLOCK_FRAMES) * X  # samples per block
     pending = np.zeros(0, np.float32)  # samples not yet analysed, fewer than one block (until the end)
@@ -137,7 +139,7 @@ def analyze_blocks(model: VRNN, pieces: Iterable[np.ndarray], *, sample: bool = 
     def run(samples: np.ndarray) -> Analysis:
         nonlocal state, last_mu, done
         frames = frame(samples, X)  # [n, X]
-        with torch.inference_mode():
+        with torch.inference_mode(), intra_op_threads(n_threads if device.type == "cpu" else None):
             x = model.normalize(torch.from_numpy(np.ascontiguousarray(frames)).to(device, dtype))[None]  # [1, n, X]
             out = net(x, sample=sample, generator=gen, state=state)
             state = out.state
@@ -189,7 +191,8 @@ def _block_analysis(out: VRNNOutput, start: int, last_mu: torch.Tensor | None, f
 
 
 def analyze(model: VRNN, waveform: np.ndarray, sample_rate: float = SAMPLE_RATE, sample: bool = False,
-            seed: int = 0, fast: bool = True, progress: Progress | None = None) -> Analysis:
+            seed: int = 0, fast: bool = True, progress: Progress | None = None,
+            threads: int | None = None) -> Analysis:
     """Run the posterior pass of `model` over one clip and return Figure 2's quantities.
 
     Args:
@@ -204,6 +207,8 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: float = SAMPLE_RATE,
         fast: run the fused CPU path (`vrnn.fused.FusedVRNN`, split over torch's threads); False runs
             the readable `model.forward` (the same numbers, slower).
         progress: called after each block of 1024 frames (12.8 s) as progress(done_frames, total_frames).
+        threads: CPU threads for the pass (torch's intra-op count while it runs, and the fused path's
+            column split); default `vrnn.fused.default_threads()`: 1, or VRNN_THREADS.
 
     The pass runs in blocks (`analyze_blocks`), so besides the clip and the result only one block's
     activations are in memory; the per-frame arrays are in the model's dtype (float32 for a loaded
@@ -230,7 +235,7 @@ def analyze(model: VRNN, waveform: np.ndarray, sample_rate: float = SAMPLE_RATE,
     cols: dict[str, np.ndarray | None] = {}
     elbo, i = 0.0, 0  # i: the block's first frame
     for part in analyze_blocks(model, [samples], sample=sample, seed=seed, fast=fast, total_frames=T,
-                               progress=progress):
+                               progress=progress, threads=threads):
         if not cols:  # the clip's arrays, filled block by block
             cols = {name: None if getattr(part, name) is None
                     else np.empty((T, *getattr(part, name).shape[1:]), getattr(part, name).dtype)
@@ -248,14 +253,17 @@ _PER_FRAME = ("delta", "kl", "log_px", "z_mean", "z_std", "prior_mean", "prior_s
 
 @torch.inference_mode()
 def generate(model: VRNN, seconds: float = 3.0, seed: int = 0, n_samples: int = 1,
-             output_noise: bool = True, fast: bool = True) -> np.ndarray:
+             output_noise: bool = True, fast: bool = True, threads: int | None = None) -> np.ndarray:
     """Sample speech-like audio from the model (Chung et al. 2015, Figure 3).
 
     z_t comes from the prior p(z_t | h_{t-1}) and x_t from p(x_t | z_t, h_{t-1}); the result is
     de-normalised with the model's training statistics. Returns float32 [N] at 16 kHz (n_samples = 1)
     or [n_samples, N]. `fast` runs the fused CPU loop (`vrnn.fused.FusedVRNN.sample`), False the readable
-    `model.sample`; both draw the same noise for a seed and give the same audio. Raises ValueError for a
-    length that is not a positive finite number, or n_samples < 1.
+    `model.sample`; both draw the same noise for a seed and give the same audio. output_noise=False takes
+    the decoder's mean for each x_t instead of a draw (not the paper's samples: no output noise). threads:
+    CPU threads for up to SPLIT_MAX_BATCH samples (default `vrnn.fused.default_threads()`: 1, or
+    VRNN_THREADS); larger batches keep torch's setting. Raises ValueError for a length that is not a
+    positive finite number, or n_samples < 1.
     """
     if not (isinstance(seconds, numbers.Real) and math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"seconds must be a positive finite number, got {seconds!r}.")
@@ -263,7 +271,11 @@ def generate(model: VRNN, seconds: float = 3.0, seed: int = 0, n_samples: int = 
         raise ValueError(f"n_samples must be a whole number >= 1, got {n_samples!r}.")
     n_frames = max(1, int(round(seconds * SAMPLE_RATE / model.config.x_dim)))
     gen = torch.Generator(device=model.x_mean.device).manual_seed(seed)
-    net = FusedVRNN(model, threads=inference_threads(n_samples, model.x_mean.device)) if fast else model
-    x = net.sample(n_frames, batch_size=n_samples, generator=gen, output_noise=output_noise)  # [B, T, X]
+    device = model.x_mean.device
+    n = threads or inference_threads(n_samples, device)
+    net = FusedVRNN(model, threads=n) if fast else model
+    small = device.type == "cpu" and n_samples <= SPLIT_MAX_BATCH
+    with intra_op_threads(n if small else None):
+        x = net.sample(n_frames, batch_size=n_samples, generator=gen, output_noise=output_noise)  # [B, T, X]
     audio = model.denormalize(x).reshape(n_samples, -1).float().cpu().numpy()
     return audio[0] if n_samples == 1 else audio

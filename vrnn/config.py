@@ -16,6 +16,11 @@ from .audio import FRAME_SIZE, WINDOW_FRAMES
 
 FAMILIES = ("rnn-gauss", "rnn-gmm", "vrnn-i-gauss", "vrnn-gauss", "vrnn-gmm")
 PRESETS = ("tiny", "cpu", "paper")
+PRECISIONS = ("fp32", "bf16", "auto")
+LOSS_SCALES = ("sequence", "frame")
+LR_SCHEDULES = ("constant", "cosine")
+AUTHORS_MAX_NORM = 1.9365  # jych/cle WeightNorm: every W's output-unit norm clipped to this after each update
+AUTHORS_SIGMA_BIAS = 0.6  # jych/nips2015_vrnn: init_b_sig = InitCell('const', mean=0.6), sigma = softplus + 1e-4
 
 
 @dataclass(frozen=True)
@@ -80,17 +85,22 @@ class ModelConfig:
 
 
 def option(default, help: str, low: float | None = None, high: float | None = None, low_open: bool = False,
-           flag: str | None = None):
+           flag: str | None = None, choices: tuple[str, ...] | None = None):
     """A dataclass field with its help text and valid range in its metadata: low <= value <= high (low <
-    value with low_open). The one home of an option: `check_option` enforces the range in the config
-    and `python -m vrnn train` builds its flag (--name-with-dashes, or `flag`) from it."""
+    value with low_open), or one of `choices` for a text option. The one home of an option: `check_option`
+    enforces the range in the config and `python -m vrnn train` builds its flag (--name-with-dashes, or
+    `flag`) from it."""
     return field(default=default, metadata={"help": help, "low": low, "high": high, "low_open": low_open,
-                                            "flag": flag})
+                                            "flag": flag, "choices": choices})
 
 
 def check_option(f: Field, value) -> None:
     """Raise ValueError naming the option unless `value` is in field `f`'s range (see `option`)."""
     m = f.metadata
+    if m.get("choices"):
+        if value not in m["choices"]:
+            raise ValueError(f"{f.name} must be one of {', '.join(m['choices'])}, got {value!r}.")
+        return
     low, high = m.get("low"), m.get("high")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{f.name} must be a finite number, got {value}.")
@@ -121,6 +131,27 @@ class TrainConfig:
                                       "at epoch ends)", low=0)
     checkpoint_minutes: float = option(5.0, "refresh RUN_DIR/last.safetensors when it is older than this many "
                                             "minutes", low=0, low_open=True)
+    precision: str = option("fp32", "matrix products in bf16 under torch.autocast (weights, Adam state, "
+                                    "log-densities, KL and the loss in fp32), fp32, or auto: bf16 where the "
+                                    "CPU reports avx512_bf16/AMX or the CUDA device supports it",
+                            choices=PRECISIONS)
+    # The recipe (issue 12): the defaults keep the recipe of the first bundled models; the authors' values
+    # (jych/nips2015_vrnn with jych/cle) are in each help text; docs/ablation.md compares them.
+    sigma_bias: float = option(0.0, "initial bias of the sigma heads (prior, encoder, decoder): sigma = "
+                                    "softplus(raw) + sigma_min starts near softplus(bias) (authors: 0.6)")
+    loss_scale: str = option("sequence", "the loss whose gradient is clipped: 'sequence' = negative ELBO per "
+                                         "sequence (nats per 0.5 s, batch mean); 'frame' = per-frame mean with "
+                                         "the gradient divided by the batch size before the clip (authors)",
+                             choices=LOSS_SCALES)
+    max_norm: float = option(0.0, "after each update, clip every feed-forward and LSTM-input weight row "
+                                  "(one unit's incoming weights) to this L2 norm; 0: off (authors: 1.9365)",
+                             low=0)
+    carry_state: int = option(0, "carry the LSTM state between consecutive windows of the same stream, "
+                                 "reset every N updates (the batches then hold N consecutive windows per "
+                                 "stream); 0: every window starts from zero (authors: 4)", low=0)
+    lr_schedule: str = option("constant", "learning rate: constant, or linear warm-up over --warmup-steps then "
+                                          "cosine decay to lr/10 at --steps", choices=LR_SCHEDULES)
+    warmup_steps: int = option(0, "updates of linear learning-rate warm-up (cosine schedule)", low=0)
 
     def __post_init__(self) -> None:
         for f in fields(self):

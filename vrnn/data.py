@@ -530,10 +530,16 @@ class WindowBatches(torch.utils.data.Dataset):
     restarts at the next batch, and rank r of W takes rows r, r+W, ... of the global batch.
     An epoch has (split samples // window) // batch_size batches (at least one). Safe to use from
     DataLoader worker processes: the memory map is opened lazily in each process.
+
+    consecutive: with k > 1, batches come in groups of k (batches g k .. g k + k - 1): row i of batch
+        g k + j is the window that follows row i of batch g k + j - 1 in the audio (a random start per row
+        and group, then k windows one after another), so a trainer can carry each row's LSTM state over
+        the group (`TrainConfig.carry_state`). 1: every window independent.
     """
 
     def __init__(self, corpus_root: str | os.PathLike, split: str, batch_size: int, epoch: int, seed: int,
-                 window: int = WINDOW_SIZE, rank: int = 0, world_size: int = 1, start_batch: int = 0):
+                 window: int = WINDOW_SIZE, rank: int = 0, world_size: int = 1, start_batch: int = 0,
+                 consecutive: int = 1):
         self.path = Path(corpus_root) / f"{split}.int16"
         n = self.path.stat().st_size // 2
         if n < window:
@@ -543,7 +549,16 @@ class WindowBatches(torch.utils.data.Dataset):
         self.rank, self.world_size = rank, world_size
         self.n_batches = max(1, (n // window) // batch_size)
         rng = np.random.default_rng([seed, epoch])
-        self.offsets = rng.integers(0, n - window + 1, size=(self.n_batches, batch_size))
+        k = max(1, consecutive)
+        if k == 1:
+            self.offsets = rng.integers(0, n - window + 1, size=(self.n_batches, batch_size))
+        else:  # [groups, B] starts, then k windows one after another: [n_batches, B]
+            if n < k * window:
+                raise CorpusError(f"The {split} split has {n / SAMPLE_RATE:.2f} s of audio; {k} consecutive "
+                                  f"{window / SAMPLE_RATE:.1f} s windows are needed.")
+            starts = rng.integers(0, n - k * window + 1, size=(-(-self.n_batches // k), batch_size))
+            b = np.arange(self.n_batches)
+            self.offsets = starts[b // k] + ((b % k) * window)[:, None]
         self.start_batch = min(start_batch, self.n_batches)
         self._audio = None
 

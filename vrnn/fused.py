@@ -28,6 +28,8 @@ thread split that suits their batch (`inference_threads`).
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import fields
 
 import torch
@@ -42,15 +44,46 @@ SPLIT_MIN_BYTES = 2**20  # loop weights at least this large are split into colum
 SPLIT_MAX_BATCH = 8  # column blocks pay only for small batches (see `inference_threads`)
 
 
+def default_threads() -> int:
+    """Threads for a small-batch no-grad pass on CPU: VRNN_THREADS from the environment if set (> 0), else 1.
+
+    One, because these passes are time loops of small products: on a quiet 2-core machine a second
+    thread gains 5-25 %, but while another process keeps a core busy OpenMP's barriers wait on a
+    descheduled thread at every step (issue 12: generation of 10 s 0.70 s with 2 threads against 0.30 s
+    with 1; analysis of 30 s 1.46 s against 0.44 s; benchmarks/engine.py's "under load" rows). One thread
+    is never slower than one thread, busy or quiet; set VRNN_THREADS=2 on a machine kept for this alone."""
+    try:
+        n = int(os.environ.get("VRNN_THREADS", "0"))
+    except ValueError:
+        n = 0
+    return n if n > 0 else 1
+
+
 def inference_threads(batch_size: int, device: torch.device | str) -> int:
-    """The `threads` that suit a no-grad pass of `batch_size` sequences on `device`: torch's intra-op
-    thread count on CPU for batches of at most SPLIT_MAX_BATCH, else 1. MKL runs a product with one row
-    ([1, K] x [K, N]) on one thread; as a batched product of P column blocks it runs on P threads, with
-    the same arithmetic for every output element. Training passes 1 (the batch is large and the blocks
-    would cost the backward pass a copy)."""
+    """The threads that suit a no-grad pass of `batch_size` sequences on `device`: `default_threads()` on
+    CPU for batches of at most SPLIT_MAX_BATCH, else 1 (the column split of `FusedVRNN`; larger batches
+    and other devices run plain products). MKL runs a product with one row ([1, K] x [K, N]) on one
+    thread; as a batched product of P column blocks it runs on P threads, with the same arithmetic for
+    every output element. Training passes 1 (the batch is large and the blocks would cost the backward
+    pass a copy). `intra_op_threads` sets torch's own thread count to match during the pass."""
     if torch.device(device).type != "cpu" or batch_size > SPLIT_MAX_BATCH:
         return 1
-    return torch.get_num_threads()
+    return default_threads()
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int | None):
+    """Run the block with torch's intra-op thread count set to `n` (None: unchanged), then restore it.
+    Process-wide while it runs (torch has one setting per process)."""
+    old = torch.get_num_threads()
+    if n is None or n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 class FusedVRNN(nn.Module):
@@ -114,7 +147,8 @@ class FusedVRNN(nn.Module):
         dx = self.config.phi_x[-1]
         enc_first: nn.Linear = m.encoder[0]
         W_ih, W_hh = m.rnn.weight_ih, m.rnn.weight_hh
-        return {
+        cast = _autocast_cast(W_hh.device)
+        return {k: cast(v) for k, v in {
             # phi_x(x_t) -> [encoder layer 1 (x part) | gates], with both LSTM biases: batched over steps
             "W_x": torch.cat([enc_first.weight[:, :dx], W_ih[:, :dx]]),  # [E1 + 4H, Dx]
             "b_x": torch.cat([enc_first.bias, m.rnn.bias_ih + m.rnn.bias_hh]),  # [E1 + 4H]
@@ -124,7 +158,7 @@ class FusedVRNN(nn.Module):
             "enc_rest": _linears(m.encoder[2:]),  # the encoder's layers after the first
             "head": (m.encoder_head.weight.t().contiguous(), m.encoder_head.bias),  # [E, 2Z]
             "phi_z": _linears(m.phi_z),
-        }
+        }.items()}
 
     def _forward_block(self, x: torch.Tensor, eps: torch.Tensor | None, state: tuple[torch.Tensor, torch.Tensor],
                        w: dict) -> tuple[VRNNOutput, tuple[torch.Tensor, torch.Tensor]]:
@@ -274,6 +308,24 @@ class FusedVRNN(nn.Module):
         return torch.stack(frames, 1)
 
 
+def _autocast_cast(device: torch.device):
+    """Under torch.autocast (`--precision bf16`): a function casting a loop weight (or a list of (weight,
+    bias) pairs) to the autocast dtype once per pass. autocast caches the casts of leaf parameters only,
+    so without it the fused (non-leaf) weights would be cast again at every step of the loop. The
+    identity outside autocast. Casting is differentiable: gradients reach the fp32 parameters."""
+    if not torch.is_autocast_enabled(device.type):
+        return lambda v: v
+    dtype = torch.get_autocast_dtype(device.type)
+
+    def cast(v):
+        if isinstance(v, list):
+            return [(w.to(dtype), b.to(dtype)) for w, b in v]
+        if isinstance(v, tuple):
+            return tuple(t.to(dtype) for t in v)
+        return v.to(dtype)
+    return cast
+
+
 def _split_cols(w: torch.Tensor, parts: int, min_bytes: int = SPLIT_MIN_BYTES) -> torch.Tensor:
     """A weight in nn.Linear's layout [N, K] (out, in) -> [K, N] contiguous, or its column blocks
     [P, K, N / P] (contiguous) when P > 1 divides N and w is large (>= min_bytes). One copy
@@ -325,8 +377,11 @@ def _linears(seq: nn.Sequential) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def _lstm_pointwise(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The LSTM's elementwise update from its pre-activations [B, 4H] (order i, f, g, o, as nn.LSTMCell):
-    c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g), h_t = sigmoid(o) * tanh(c_t). Returns (h_t, c_t)."""
+    c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g), h_t = sigmoid(o) * tanh(c_t). Returns (h_t, c_t).
+    Computed in the cell's dtype: bf16 pre-activations (autocast) are upcast, so the cell state, which
+    sums over the whole sequence, stays float32."""
     H = cell.shape[1]
+    gates = gates.to(cell.dtype)
     i, f, _, o = gates.sigmoid().chunk(4, 1)  # one call for the three sigmoid gates (g's share is unused)
     cell = f * cell + i * gates[:, 2 * H:3 * H].tanh()
     return o * cell.tanh(), cell

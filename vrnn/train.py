@@ -120,19 +120,22 @@ def _train(data: Path, out: Path, model_config: ModelConfig, cfg: TrainConfig, r
     corpus = Corpus.open(data)
     torch.manual_seed(cfg.seed)
     model = VRNN(model_config, *corpus.normalization).to(device)
+    if cfg.sigma_bias:
+        init_sigma_bias(model, cfg.sigma_bias)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     window = cfg.window_frames * model_config.x_dim  # samples per training sequence
+    precision = resolve_precision(cfg.precision, device)
     files = RunFiles(out, {"data": {"corpus": corpus.meta["source"]["name"],
                                     "train_seconds": corpus.meta["splits"]["train"]["seconds"],
                                     "corpus_fingerprint": corpus.meta["fingerprint"]},
-                           "train_config": asdict(cfg), "world_size": world})
+                           "train_config": asdict(cfg), "precision": precision, "world_size": world})
     state = _resume(files, model, opt, resume, device, log) if resume else RunState()
     net = distrib.wrap(FusedVRNN(model), device)  # the fast path (the same numbers as model.forward)
     valid_audio, valid_starts = _validation_windows(corpus, window)
     if distrib.is_main():
         log(f"{model_config.family}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on "
             f"{device}; global batch {cfg.batch_size} x {cfg.window_frames} frames ({cfg.batch_size // world} per "
-            f"process x {world} process(es)), lr {cfg.lr}; {files.record['data']['train_seconds'] / 60:.1f} min "
+            f"process x {world} process(es)), lr {cfg.lr}, {precision}; {files.record['data']['train_seconds'] / 60:.1f} min "
             "of training audio.")
 
     def end_of_epoch_or_run() -> None:
@@ -149,16 +152,23 @@ def _train(data: Path, out: Path, model_config: ModelConfig, cfg: TrainConfig, r
     bar = tqdm(total=cfg.steps, initial=state.step, desc="train", unit="step",
                disable=not (progress and distrib.is_main()))
     bad_streak = 0
+    carried = None  # (h, c) of the previous window of each row (cfg.carry_state)
     model.train()
     with StopSignals() as stop, bar:
         while state.step < cfg.steps:
             batches = WindowBatches(data, "train", cfg.batch_size, state.epoch, cfg.seed, window=window,
-                                    rank=rank, world_size=world, start_batch=state.batch_in_epoch)
+                                    rank=rank, world_size=world, start_batch=state.batch_in_epoch,
+                                    consecutive=max(1, cfg.carry_state))
             for wave in _loader(batches, cfg.num_workers):
                 t0 = time.perf_counter()
                 x = model.normalize(wave.to(device).view(wave.shape[0], -1, model_config.x_dim))  # [b, T, X]
-                s = _train_step(net, model, opt, x, _step_noise(cfg, state.step, x.shape[1], model_config, device),
-                                cfg.clip_norm, stop.signal is not None)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(cfg, state.step)
+                if not cfg.carry_state or state.batch_in_epoch % cfg.carry_state == 0:
+                    carried = None  # a new group of consecutive windows (a resumed run also starts from zero)
+                s, carried = _train_step(net, model, opt, x,
+                                         _step_noise(cfg, state.step, x.shape[1], model_config, device), cfg,
+                                         stop.signal is not None, precision, carried)
                 state.step += 1
                 state.batch_in_epoch += 1
                 state.wall_time_s += time.perf_counter() - t0
@@ -210,14 +220,27 @@ def _step_noise(cfg: TrainConfig, step: int, n_frames: int, config: ModelConfig,
 
 
 def _train_step(net: torch.nn.Module, model: VRNN, opt: torch.optim.Optimizer, x: torch.Tensor,
-                noise: torch.Tensor, clip_norm: float, stop_requested: bool) -> StepStats:
+                noise: torch.Tensor, cfg: TrainConfig, stop_requested: bool, precision: str = "fp32",
+                state: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[StepStats, tuple[torch.Tensor, torch.Tensor] | None]:
     """Negative ELBO (eq. (11)) of x [b, T, X], backward, clip the global gradient norm, then Adam's step,
-    unless the loss or gradient is not finite on some process (then every process skips the step)."""
-    output = net(x, noise=noise)
-    loss = -output.elbo.mean()  # nats per 0.5 s sequence
+    unless the loss or gradient is not finite on some process (then every process skips the step).
+
+    precision "bf16": the forward pass runs under torch.autocast (matrix products in bf16; the
+    log-densities, KL and the loss in fp32, see `vrnn.distributions`); the weights, their gradients and
+    Adam's moments stay fp32. cfg.loss_scale "frame": the gradient is that of the per-frame mean divided
+    by the global batch, before the clip at cfg.clip_norm (the authors' cost and GradientClipping).
+    cfg.max_norm: every weight row clipped after the step (`clip_weight_rows_`). state: (h, c) to start
+    from (detached: no gradient crosses windows). Returns the step's StepStats and the final LSTM state
+    (detached) when cfg.carry_state, else None.
+    """
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        output = net(x, noise=noise, state=state)
+    loss = -output.elbo.mean()  # nats per 0.5 s sequence (fp32)
+    objective = loss if cfg.loss_scale == "sequence" else loss / (x.shape[1] * cfg.batch_size)
     opt.zero_grad(set_to_none=True)
-    loss.backward()  # under DDP: gradients averaged over the processes = the global batch's
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)  # before the step
+    objective.backward()  # under DDP: gradients averaged over the processes = the global batch's
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)  # before the step
     # One all-reduce carries the statistics and whether any process was asked to stop, so that every
     # process skips, logs and stops at the same step.
     stats = torch.stack([loss.detach(), output.kl.sum(-1).mean().detach(), grad_norm.detach(),
@@ -227,8 +250,82 @@ def _train_step(net: torch.nn.Module, model: VRNN, opt: torch.optim.Optimizer, x
     finite = bool(torch.isfinite(stats[:3]).all())
     if finite:
         opt.step()
+        if cfg.max_norm:
+            clip_weight_rows_(model, cfg.max_norm)
     loss_v, kl_v, grad_v = (float(v) for v in stats[:3])
-    return StepStats(loss_v, kl_v, grad_v, finite, bool(stats[3] > 0))
+    final = None
+    if cfg.carry_state and finite and output.state is not None:
+        final = tuple(t.detach() for t in output.state)
+    return StepStats(loss_v, kl_v, grad_v, finite, bool(stats[3] > 0)), final
+
+
+# -- the recipe (TrainConfig; docs/ablation.md) -----------------------------------------------------
+
+def resolve_precision(precision: str, device: str | torch.device, cpu_flags: set[str] | None = None) -> str:
+    """"fp32" or "bf16" for TrainConfig.precision on `device`. "auto": bf16 on a CUDA device that supports
+    it, and on a CPU whose flags (/proc/cpuinfo, or `cpu_flags`) include avx512_bf16 or AMX (amx_bf16,
+    amx_tile): elsewhere bf16 products are emulated and far slower than fp32 (measured on an AVX2-only
+    AMD EPYC: a 64 x 512 x 2304 product ran at 0.35-0.40 GFLOP/s in bf16 against 10-20 in fp32)."""
+    if precision != "auto":
+        return precision
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if dev.type == "cpu":
+        flags = cpu_flags if cpu_flags is not None else _cpu_flags()
+        return "bf16" if flags & {"avx512_bf16", "amx_bf16", "amx_tile"} else "fp32"
+    return "fp32"
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of update `step` (0-based): cfg.lr, or with cfg.lr_schedule "cosine" a linear
+    warm-up over cfg.warmup_steps to the peak cfg.lr, then a cosine decay to cfg.lr / 10 at cfg.steps.
+    A function of the step alone, so a resumed run follows the same schedule."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (0.1 + 0.45 * (1.0 + math.cos(math.pi * progress)))
+
+
+def init_sigma_bias(model: VRNN, value: float) -> None:
+    """Set the bias of every sigma output (prior, encoder and decoder heads) to `value`, so each sigma
+    starts near softplus(value) + sigma_min (authors: 0.6 -> 1.04; zero biases give 0.69)."""
+    c = model.config
+    with torch.no_grad():
+        for name in ("prior_head", "encoder_head"):
+            head = getattr(model, name, None)
+            if head is not None:
+                head.bias[head.bias.shape[0] // 2:] = value  # (mu, raw sigma) halves
+        b = model.decoder_head.bias
+        if c.gmm_output:  # logits [K], then K x (mu [X], raw sigma [X])
+            b[c.n_components:].view(c.n_components, 2 * c.x_dim)[:, c.x_dim:] = value
+        else:
+            b[c.x_dim:] = value
+
+
+@torch.no_grad()
+def clip_weight_rows_(model: VRNN, max_norm: float) -> None:
+    """Scale every row of every feed-forward weight and of the LSTM's input weight (one unit's incoming
+    weights, torch's [out, in] layout) down to L2 norm `max_norm` where it is longer: w * min(n, max) /
+    (n + 1e-7), as jych/cle's WeightNorm on Theano's [in, out] columns. The recurrent W_hh is left alone."""
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)] + [model.rnn.weight_ih]
+    for w in weights:
+        norms = w.norm(dim=1, keepdim=True)
+        w.mul_(norms.clamp(max=max_norm) / (norms + 1e-7))
 
 
 def _train_row(s: StepStats, state: RunState, cfg: TrainConfig, window: int) -> dict:
