@@ -677,8 +677,10 @@ def bundled_reference(clip: Clip) -> ClipReference | None:
     if not segs:
         return None
     path = find_examples()[clip.name]
-    return ClipReference(Reference([Segment(*s) for s in segs], clip.seconds, source=path.with_suffix(".TextGrid").name),
-                         ("bundled", clip.digest), f"{path.stem}.TextGrid (bundled)")
+    grid = next(p for p in (path.with_suffix(".TextGrid"), path.with_suffix(".textgrid")) if p.is_file())
+    return ClipReference(Reference([Segment(*s) for s in segs], clip.seconds, source=grid.name),
+                         ("bundled", str(grid.resolve()), grid.stat().st_mtime_ns, clip.digest),
+                         f"{grid.name} (bundled)")
 
 
 def _read_uploaded_reference(data: bytes, name: str, duration: float):
