@@ -87,6 +87,7 @@ def explore() -> None:
     p2.caption(f"Playing {what}" + (f", {play[0]:.3f}–{play[1]:.3f} s." if play else ".")
                + (" Double-click the figure to clear the selection." if sel else
                   " Drag across any row to select a stretch."))
+    fig_box = st.container()  # the figure above its scoring controls, drawn once they are read
     records, peaks, seg_key = None, {}, None
     if cref is not None:
         tolerance, picking = ui.picking_inputs()
@@ -105,7 +106,8 @@ def explore() -> None:
         return fig
 
     fig = ui.memo("figure2", (ref.key, clip.digest, show_mel, show_kl, show_means, time_range, seg_key), 32, build)
-    ui.plotly(fig, key="figure2", on_select=_from_selection)
+    with fig_box:
+        ui.plotly(fig, key="figure2", on_select=_from_selection)
     if records is not None:
         st.caption(f"Reference: {ui.plain(cref.source)} (green lines; phone labels when at most 60 phones are in "
                    "view: zoom in). ▼ detected boundaries of δ_t and KL_t. Scores at "
@@ -146,12 +148,16 @@ def trajectory(highlight: tuple[float, float] | None) -> None:
                + (f" Solid: {highlight[0]:.3f}–{highlight[1]:.3f} s." if highlight else ""))
 
 
-st.subheader("Reference boundaries", help="Do the latents find the phones? Detected peaks of δ_t and KL_t scored "
-             "against reference phone boundaries, beside signal-processing baselines (docs/segmentation.md).")
-cref = ui.reference_inputs(clip)
-if cref is None:
-    st.caption("No reference for this clip: upload one or type its transcript to score the latents' boundaries.")
-explore()
+explore_box, reference_box = st.container(), st.container()  # the figure first; its reference inputs below it
+with reference_box:
+    st.subheader("Reference boundaries", help="Do the latents find the phones? Detected peaks of δ_t and KL_t "
+                 "scored against reference phone boundaries, beside signal-processing baselines "
+                 "(docs/segmentation.md).")
+    cref = ui.reference_inputs(clip)
+    if cref is None:
+        st.caption("No reference for this clip: upload one or type its transcript to score the latents' boundaries.")
+with explore_box:
+    explore()
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("ELBO on this clip", f"{a.elbo:,.0f} nats", help="Σ_t (log p(x_t | z_t, h_t−1) − KL_t) along the "
