@@ -85,6 +85,8 @@ def test_vrnn_command_is_python_m_vrnn(monkeypatch):
     command = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert command.returncode == 0, command.stderr[-2000:]
     assert command.stdout == build_parser().format_help()  # the parser of `python -m vrnn`
-    command = subprocess.run([str(script), "analyze", "no.safetensors", "no.wav"], capture_output=True, text=True,
-                             timeout=120)
-    assert command.returncode == 2 and "error: There is no checkpoint file" in command.stderr  # main()'s exit code
+    args = ["analyze", "no.safetensors", "no.wav"]  # a usage error: both must exit 2 with the same message
+    command = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120)
+    module = subprocess.run([sys.executable, "-m", "vrnn", *args], capture_output=True, text=True, timeout=120)
+    assert command.returncode == module.returncode == 2, command.stderr[-2000:]
+    assert "no.safetensors" in command.stderr and command.stderr == module.stderr
