@@ -52,12 +52,12 @@ def wav_file(path: Path, x: np.ndarray, sr: int = 16_000) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def server(app_dirs, tmp_path_factory):
-    """The app served on a free port with the test checkpoints and clips; yields its URL."""
+def serve_app(checkpoints: Path, examples: Path, log: Path):
+    """Start `streamlit run app.py` on a free port with these checkpoint and example folders (VRNN_CHECKPOINTS,
+    VRNN_EXAMPLES); yield its URL once /_stcore/health answers, stop it afterwards. Fails the test with the
+    server's log if it does not start in 90 s. For `yield from` in module fixtures."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    env = dict(os.environ, VRNN_CHECKPOINTS=str(app_dirs["checkpoints"]), VRNN_EXAMPLES=str(app_dirs["examples"]),
+    env = dict(os.environ, VRNN_CHECKPOINTS=str(checkpoints), VRNN_EXAMPLES=str(examples),
                STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"]
@@ -81,6 +81,13 @@ def server(app_dirs, tmp_path_factory):
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(app_dirs, tmp_path_factory):
+    """The app served on a free port with the test checkpoints and clips; yields its URL."""
+    yield from serve_app(app_dirs["checkpoints"], app_dirs["examples"],
+                         tmp_path_factory.mktemp("server") / "streamlit.log")
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,10 @@ score table; a bad reference upload shows its warning and the figure stays. Same
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
-from test_browser import ROOT, assert_no_exception, browser, expect, free_port, page, playwright, pytestmark, settle  # noqa: F401 (browser, page, playwright: fixtures)
+from test_browser import assert_no_exception, browser, expect, page, playwright, pytestmark, serve_app, settle  # noqa: F401 (browser, page, playwright: fixtures)
 
 from vrnn.segments import Reference, Segment, write_textgrid
 
@@ -27,32 +22,7 @@ def server(app_dirs, tmp_path_factory):
         shutil.copy(app_dirs["examples"] / f, ex / f)
     write_textgrid(Reference([Segment(round(0.2 * i, 3), round(0.2 * (i + 1), 3), p) for i, p in enumerate(PHONES)],
                              2.0), ex / "clip0.TextGrid")
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    env = dict(os.environ, VRNN_CHECKPOINTS=str(app_dirs["checkpoints"]), VRNN_EXAMPLES=str(ex),
-               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    yield from serve_app(app_dirs["checkpoints"], ex, tmp_path_factory.mktemp("server") / "streamlit.log")
 
 
 TRACE_NAMES = "gd => gd.data.map(t => t.name || '')"

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .audio import SAMPLE_RATE
+from .corpora.asterisk import extract_debian_package
 from .segments import Reference, Segment, SegmentsError, from_rows, make_reference, to_rows
 
 TEXT_PACKAGE = "asterisk-core-sounds-en"
@@ -48,15 +47,10 @@ def find_core_sounds_text(cache: Path) -> Path:
             p = root / (TEXT_FILE + suffix)
             if p.is_file():
                 return p
-    (cache / "deb").mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(["apt-get", "download", TEXT_PACKAGE], cwd=tmp, check=True, capture_output=True)
-            deb = next(Path(tmp).glob("*.deb"))
-            subprocess.run(["dpkg", "-x", str(deb), str(cache / "deb")], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError, StopIteration) as e:
-        detail = (getattr(e, "stderr", b"") or b"").decode(errors="replace").strip()
-        raise TranscriptError(f"Could not obtain Debian package {TEXT_PACKAGE} ({e} {detail}). Run 'apt-get update' "
+        extract_debian_package(TEXT_PACKAGE, cache / "deb")
+    except OSError as e:
+        raise TranscriptError(f"Could not obtain Debian package {TEXT_PACKAGE} ({e}). Run 'apt-get update' "
                               f"first or install it with 'apt-get install {TEXT_PACKAGE}'.") from None
     for suffix in (".gz", ""):
         p = cache / "deb" / (TEXT_FILE + suffix)

@@ -34,6 +34,20 @@ def decode_g722(path: str | os.PathLike) -> np.ndarray:
 
 
 
+def extract_debian_package(package: str, dest: Path) -> None:
+    """`apt-get download PACKAGE` into a temporary folder, then `dpkg -x` it into `dest` (no installation,
+    no root needed). Raises OSError naming the package and what apt-get or dpkg said."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(["apt-get", "download", package], cwd=tmp, check=True, capture_output=True)
+            deb = next(Path(tmp).glob("*.deb"))
+            subprocess.run(["dpkg", "-x", str(deb), str(dest)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError, StopIteration) as e:
+        detail = (getattr(e, "stderr", b"") or b"").decode(errors="replace").strip()
+        raise OSError(f"{package}: {e} {detail}".strip()) from None
+
+
 def find_asterisk_sounds(cache: Path) -> Path:
     """Locate the Allison Smith English prompts: an installed copy, or `apt-get download` + `dpkg -x`
     of the Debian package into `cache` (no installation, no root needed for dpkg -x).
@@ -46,18 +60,12 @@ def find_asterisk_sounds(cache: Path) -> Path:
     extracted = cache / "deb" / ASTERISK_DIR
     if extracted.is_dir() and any(extracted.glob("*.g722")):
         return extracted
-    (cache / "deb").mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(["apt-get", "download", ASTERISK_PACKAGE], cwd=tmp, check=True, capture_output=True)
-            deb = next(Path(tmp).glob("*.deb"))
-            subprocess.run(["dpkg", "-x", str(deb), str(cache / "deb")], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError, StopIteration) as e:
-        detail = getattr(e, "stderr", b"") or b""
+        extract_debian_package(ASTERISK_PACKAGE, cache / "deb")
+    except OSError as e:
         raise CorpusError(
-            f"Could not obtain Debian package {ASTERISK_PACKAGE} ({e} {detail.decode(errors='replace').strip()}). "
-            "Run 'apt-get update' first, install it with 'apt-get install asterisk-core-sounds-en-g722', "
-            "or pass --from DIR with your own audio."
+            f"Could not obtain Debian package {ASTERISK_PACKAGE} ({e}). Run 'apt-get update' first, install it "
+            "with 'apt-get install asterisk-core-sounds-en-g722', or pass --from DIR with your own audio."
         ) from None
     return extracted
 
