@@ -443,13 +443,18 @@ def reference_segments(clip: Clip) -> list[tuple[float, float, str]] | None:
     clip (same name, `.TextGrid`; read with vrnn.segments.read_reference), else None (uploads, recordings).
     The latent trajectory is coloured by these labels (vrnn.latent.frame_labels); boundary lines can go on
     Figure 2's rows with figure2(shapes={row: plots.vlines(...)}). An unreadable file counts as none."""
-    path = find_examples().get(clip.name)
-    if path is None:
-        return None
-    grid = next((p for p in (path.with_suffix(".TextGrid"), path.with_suffix(".textgrid")) if p.is_file()), None)
+    grid = _bundled_grid(clip)
     if grid is None:
         return None
     return _textgrid_phones(str(grid), grid.stat().st_mtime_ns, clip.seconds)
+
+
+def _bundled_grid(clip: Clip) -> Path | None:
+    """The TextGrid beside an example clip (same name, `.TextGrid` or `.textgrid`), or None."""
+    path = find_examples().get(clip.name)
+    if path is None:
+        return None
+    return next((p for p in (path.with_suffix(".TextGrid"), path.with_suffix(".textgrid")) if p.is_file()), None)
 
 
 def reconstruction(ref: CheckpointRef, model: vrnn.VRNN, clip: Clip) -> np.ndarray:
@@ -676,8 +681,7 @@ def bundled_reference(clip: Clip) -> ClipReference | None:
     segs = reference_segments(clip)
     if not segs:
         return None
-    path = find_examples()[clip.name]
-    grid = next(p for p in (path.with_suffix(".TextGrid"), path.with_suffix(".textgrid")) if p.is_file())
+    grid = _bundled_grid(clip)
     return ClipReference(Reference([Segment(*s) for s in segs], clip.seconds, source=grid.name),
                          ("bundled", str(grid.resolve()), grid.stat().st_mtime_ns, clip.digest),
                          f"{grid.name} (bundled)")

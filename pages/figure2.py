@@ -139,7 +139,8 @@ def trajectory(highlight: tuple[float, float] | None) -> None:
     names = [f"PC{k + 1} ({100 * e:.0f} %)" for k, e in enumerate(proj.explained)]
     post, prior = ui.memo("projected", (ref.key, clip.digest, kind, proj.source), 16,
                           lambda: (proj(a.z_mean), proj(a.prior_mean)))  # [T, 3] each
-    fig = ui.memo("trajectory", (ref.key, clip.digest, kind, dims, highlight, proj.source, bool(labels)), 32,
+    phones = tuple(segments) if segments else None  # the colours depend on the labels, not only on having some
+    fig = ui.memo("trajectory", (ref.key, clip.digest, kind, dims, highlight, proj.source, phones), 32,
                   lambda: trajectory_figure(post[:, :dims], prior[:, :dims], a.times, highlight=highlight,
                                             labels=labels, axis_names=names))
     ui.plotly(fig, key="trajectory")
