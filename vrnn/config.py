@@ -152,6 +152,10 @@ class TrainConfig:
     lr_schedule: str = option("constant", "learning rate: constant, or linear warm-up over --warmup-steps then "
                                           "cosine decay to lr/10 at --steps", choices=LR_SCHEDULES)
     warmup_steps: int = option(0, "updates of linear learning-rate warm-up (cosine schedule)", low=0)
+    init_from: str = option("", "start from the weights and normalisation of this checkpoint (.safetensors "
+                                "from train or assets/; same family and sizes) instead of a random init; "
+                                "Adam, the step count and the schedule start afresh, and the checkpoints "
+                                "record it (continue a finished run for a longer budget)")
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -122,13 +122,15 @@ def _train(data: Path, out: Path, model_config: ModelConfig, cfg: TrainConfig, r
     model = VRNN(model_config, *corpus.normalization).to(device)
     if cfg.sigma_bias:
         init_sigma_bias(model, cfg.sigma_bias)
+    init = init_weights(model, cfg.init_from, corpus) if cfg.init_from else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     window = cfg.window_frames * model_config.x_dim  # samples per training sequence
     precision = resolve_precision(cfg.precision, device)
     files = RunFiles(out, {"data": {"corpus": corpus.meta["source"]["name"],
                                     "train_seconds": corpus.meta["splits"]["train"]["seconds"],
                                     "corpus_fingerprint": corpus.meta["fingerprint"]},
-                           "train_config": asdict(cfg), "precision": precision, "world_size": world})
+                           "train_config": asdict(cfg), "precision": precision, "world_size": world,
+                           **({"init_from": init} if init else {})})
     state = _resume(files, model, opt, resume, device, log) if resume else RunState()
     net = distrib.wrap(FusedVRNN(model), device)  # the fast path (the same numbers as model.forward)
     valid_audio, valid_starts = _validation_windows(corpus, window)
@@ -136,7 +138,8 @@ def _train(data: Path, out: Path, model_config: ModelConfig, cfg: TrainConfig, r
         log(f"{model_config.family}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on "
             f"{device}; global batch {cfg.batch_size} x {cfg.window_frames} frames ({cfg.batch_size // world} per "
             f"process x {world} process(es)), lr {cfg.lr}, {precision}; {files.record['data']['train_seconds'] / 60:.1f} min "
-            "of training audio.")
+            "of training audio." + (f" Weights from {init['path']} ({init['steps']} steps before this run)."
+                                    if init else ""))
 
     def end_of_epoch_or_run() -> None:
         v = _validate(model, valid_audio, valid_starts, window, cfg.seed, rank, world, distrib.is_distributed())
@@ -318,6 +321,31 @@ def init_sigma_bias(model: VRNN, value: float) -> None:
 
 
 @torch.no_grad()
+def init_weights(model: VRNN, path: str | os.PathLike, corpus: Corpus | None = None) -> dict:
+    """Copy the weights and normalisation of checkpoint `path` into `model` (`--init-from`: a new run
+    that continues a finished one; Adam and the schedule start afresh).
+
+    The checkpoint is read with `read_checkpoint` (safetensors, validated before allocation; no pickle).
+    Its normalisation replaces the corpus's, since the weights were learned on it. Returns the record
+    kept in every checkpoint of the new run: {"path", "steps", "valid_elbo_per_sequence",
+    "corpus_fingerprint", "same_corpus"}. Raises TrainingError when the checkpoint holds another family
+    or other sizes (naming both), CheckpointError (a ValueError) for a bad file.
+    """
+    info, tensors = read_checkpoint(path)
+    if info["config"] != model.config.to_dict():
+        theirs, ours = info["config"], model.config.to_dict()
+        diff = ", ".join(f"{k} {theirs.get(k)!r} (this run: {ours.get(k)!r})" for k in ours if theirs.get(k) != ours.get(k))
+        raise TrainingError(f"--init-from {path}: the checkpoint is another model: {diff}. Choose the "
+                            "checkpoint's --family and --preset.")
+    model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("optim.")})  # x_mean, x_std too
+    training = info.get("training", {})
+    fingerprint = training.get("data", {}).get("corpus_fingerprint")
+    return {"path": str(path), "steps": int(training.get("steps", 0)),
+            "valid_elbo_per_sequence": training.get("valid_elbo_per_sequence"),
+            "corpus_fingerprint": fingerprint,
+            "same_corpus": corpus is not None and fingerprint == corpus.meta["fingerprint"]}
+
+
 def clip_weight_rows_(model: VRNN, max_norm: float) -> None:
     """Scale every row of every feed-forward weight and of the LSTM's input weight (one unit's incoming
     weights, torch's [out, in] layout) down to L2 norm `max_norm` where it is longer: w * min(n, max) /
