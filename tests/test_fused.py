@@ -232,3 +232,20 @@ def test_bundled_checkpoint_analysis_is_the_readable_models(path):
         if getattr(b, name) is not None:
             np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=0, atol=1e-9, err_msg=name)
     assert abs(a.elbo - b.elbo) <= 1e-9, (a.elbo, b.elbo)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_generation_from_a_given_state_matches_readable_model(family, threads):
+    """`sample(state=...)`: both paths start from the same (h_0, c_0) and give the same frames; the state
+    matters, and zeros are the default."""
+    m = random_model(two_layer(family))
+    gen = torch.Generator().manual_seed(8)
+    state = (torch.randn(2, m.config.h_dim, generator=gen), torch.randn(2, m.config.h_dim, generator=gen))
+    noise = generation_noise(m.config, 11, 2, torch.Generator().manual_seed(5))
+    b = m.sample(11, 2, noise=noise, state=state)
+    a = fast(m, threads).sample(11, 2, noise=noise, state=state)
+    for t in range(11):
+        close(a[:, t], b[:, t], f"generated frame {t} from a state")
+    assert not torch.allclose(b, m.sample(11, 2, noise=noise))
+    zeros = tuple(torch.zeros(2, m.config.h_dim) for _ in range(2))
+    torch.testing.assert_close(m.sample(11, 2, noise=noise, state=zeros), m.sample(11, 2, noise=noise), rtol=0, atol=0)

@@ -43,15 +43,47 @@ def test_reconstruction_is_the_decoder_mean_denormalised(model):
 
 def test_continuation_from_zero_is_generate_and_a_seed_gives_the_same_audio(model):
     w = speechlike(1.0)
-    ref = vrnn.generate(model, seconds=0.25, seed=7)
-    got = continue_clip(model, w, at=0.0, seconds=0.25, seed=7)
-    assert got.shape == ref.shape == (4000,)
-    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+    for fast in (True, False):
+        ref = vrnn.generate(model, seconds=0.25, seed=7, fast=fast)
+        got = continue_clip(model, w, at=0.0, seconds=0.25, seed=7, fast=fast)
+        assert got.shape == ref.shape == (4000,)
+        np.testing.assert_array_equal(got, ref)  # the same loop, the same noise
     a = continue_clip(model, w, at=0.5, seconds=0.25, seed=1)
     b = continue_clip(model, w, at=0.5, seconds=0.25, seed=1)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, continue_clip(model, w, at=0.5, seconds=0.25, seed=2))
     assert not np.allclose(a, continue_clip(model, w, at=0.25, seconds=0.25, seed=1))  # the clip conditions it
+    # the fused loop and the readable model give the same audio
+    np.testing.assert_allclose(a, continue_clip(model, w, at=0.5, seconds=0.25, seed=1, fast=False),
+                               rtol=1e-4, atol=1e-4 * float(np.abs(a).max()))
+
+
+def test_continuation_is_listen_then_the_prior_frame_by_frame(model):
+    """The readable path written out: condition with `listen`, then each frame z_t ~ p(z_t | h_{t-1}),
+    x_t ~ p(x_t | z_t, h_{t-1}), h_t = LSTM([phi_x(x_t), phi_z(z_t)], h_{t-1}) from that state, with
+    `generate`'s noise for the seed (this was `continue_clip`'s own loop before `VRNN.sample(state=...)`;
+    it gives the same audio to the bit)."""
+    from vrnn.model import generation_noise
+
+    w, at, n_new, seed = speechlike(1.0), 0.6, 24, 3
+    state = listen(model, w, 48).state  # the whole frames before 0.6 s
+    noise = generation_noise(model.config, n_new, 1, torch.Generator().manual_seed(seed))
+    out = []
+    with torch.no_grad():
+        for t in range(n_new):
+            h, _ = state
+            phi_z_t = None
+            if model.config.has_latent:
+                mu_0, sigma_0 = model.prior_params(h)
+                phi_z_t = model.phi_z(mu_0 + sigma_0 * noise.eps_z[t])
+            x_t = model.draw_frame(model.decoder_params(phi_z_t, h), None if noise.gumbel is None else noise.gumbel[t],
+                                   noise.eps_x[t])
+            out.append(x_t)
+            phi_x_t = model.phi_x(x_t)
+            state = model.rnn(phi_x_t if phi_z_t is None else torch.cat([phi_x_t, phi_z_t], -1), state)
+    ref = model.denormalize(torch.cat(out)).reshape(-1).numpy()
+    got = continue_clip(model, w, at=at, seconds=n_new * 0.0125, seed=seed, fast=False)
+    np.testing.assert_array_equal(got, ref)
 
 
 def test_continuation_rejects_bad_arguments(model):

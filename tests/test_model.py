@@ -128,3 +128,20 @@ def test_sample_uses_the_given_noise(family):
     a = m.sample(9, 2, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(m.sample(9, 2, noise=noise), a, rtol=0, atol=0)
     assert not torch.allclose(m.sample(9, 2, generator=torch.Generator().manual_seed(4)), a)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sample_starts_from_a_given_state(family):
+    """`sample(state=...)`: zeros are the default; another state changes the frames; the state is not modified."""
+    from vrnn.model import generation_noise
+
+    m = _model(family)
+    H = m.config.h_dim
+    noise = lambda: generation_noise(m.config, 7, 2, torch.Generator().manual_seed(1))  # noqa: E731
+    zeros = (torch.zeros(2, H), torch.zeros(2, H))
+    torch.testing.assert_close(m.sample(7, 2, noise=noise(), state=zeros), m.sample(7, 2, noise=noise()),
+                               rtol=0, atol=0)
+    state = (torch.full((2, H), 0.5), torch.full((2, H), -0.5))
+    x = m.sample(7, 2, noise=noise(), state=state)
+    assert x.shape == (2, 7, m.config.x_dim) and not torch.allclose(x, m.sample(7, 2, noise=noise()))
+    assert torch.all(state[0] == 0.5) and torch.all(state[1] == -0.5)

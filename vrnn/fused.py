@@ -229,8 +229,10 @@ class FusedVRNN(nn.Module):
     # -- generation --
     @torch.no_grad()
     def sample(self, n_frames: int, batch_size: int = 1, generator: torch.Generator | None = None,
-               output_noise: bool = True, noise=None) -> torch.Tensor:
-        """`VRNN.sample`, fused: normalised frames [B, T, X]; same arguments, same noise, same audio.
+               output_noise: bool = True, noise=None,
+               state: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """`VRNN.sample`, fused: normalised frames [B, T, X]; same arguments (`state`: (h_0, c_0) [B, H] each to
+        start from, zeros by default), same noise, same audio.
 
         Every network runs at every step, so the loop is what the speed of generation is made of. The
         products of h_{t-1} (prior, decoder and gates) are fused into one, so are those of the LSTM's
@@ -257,7 +259,7 @@ class FusedVRNN(nn.Module):
             P1 = m.prior[0].weight.shape[0]
             prior_rest = _linears(m.prior[2:])
             prior_head = m.prior_head.weight.t().contiguous(), m.prior_head.bias
-        h = torch.zeros(B, H, device=dev, dtype=dtype)
+        h = torch.zeros(B, H, device=dev, dtype=dtype) if state is None else state[0]
         W_h = self._split(torch.cat(hw))  # [H, P1 + D1 + 4H] or its column blocks
         b_h = _split_bias(torch.cat(hb), W_h, B)
         W_in = self._split(m.rnn.weight_ih)  # [phi_x(x_t), phi_z(z_t)] -> gates: [Dx + Dz, 4H]
@@ -270,7 +272,7 @@ class FusedVRNN(nn.Module):
         phi_x = _linears(m.phi_x)
         sigma_min = torch.tensor(c.sigma_min, device=dev, dtype=dtype)  # a tensor: cheaper to add than a float
         K = c.n_components
-        cell = torch.zeros_like(h)
+        cell = torch.zeros_like(h) if state is None else state[1]
         frames = []
         for t in range(n_frames):
             hp = _addmm(b_h, h, W_h)  # [B, P1 + D1 + 4H]

@@ -5,12 +5,12 @@
     heard = reconstruct(model, waveform)                    # float32 [N]: decoder mean along the posterior-mean path
     more = continue_clip(model, waveform, at=1.0, seconds=2.0, seed=0)   # condition on 0..1 s, then sample
 
-`reconstruct` and `continue_clip` run the model one frame at a time with its public parts (`VRNN.step`,
-`prior_params`, `decoder_params`, `draw_frame`, `generation_noise`; Chung et al. 2015, eqs. (5)-(9)),
-because `VRNN.forward` returns neither the decoder's parameters nor the LSTM state, and `VRNN.sample` cannot
-start from a given state (with a `state=` argument there, `continue_clip`'s loop would be one call). tests/test_latent.py checks the loop against `VRNN.forward` (KL_t, log p(x_t | .),
-posterior means) and the continuation from t = 0 against `generate` with the same seed, so a change of the
-model shows up there. No Streamlit, no files here except `Projection.save`/`load`.
+`listen` (behind `reconstruct` and the conditioning of `continue_clip`) runs the model one frame at a time
+with its public parts (`VRNN.step`, `prior_params`, `decoder_params`; Chung et al. 2015, eqs. (5)-(9)),
+because `VRNN.forward` returns neither the decoder's parameters nor the LSTM state; `continue_clip` then
+samples with `VRNN.sample(state=...)` (or its fused twin) from that state. tests/test_latent.py checks the
+loop against `VRNN.forward` (KL_t, log p(x_t | .), posterior means) and the continuation from t = 0 against
+`generate` with the same seed, so a change of the model shows up there. No Streamlit, no files here except `Projection.save`/`load`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import torch
 
 from .audio import FRAME_SIZE, SAMPLE_RATE, AudioError, frame
 from .distributions import gaussian_kl
-from .model import VRNN, generation_noise
+from .fused import FusedVRNN, inference_threads, intra_op_threads
+from .model import VRNN
 
 Progress = Callable[[int, int], None]  # called as progress(frames_done, frames_total)
 PROGRESS_EVERY = 256  # frames between progress calls of the frame loops (3.2 s of audio)
@@ -211,14 +212,17 @@ def reconstruct(model: VRNN, waveform: np.ndarray, progress: Progress | None = N
 
 @torch.inference_mode()
 def continue_clip(model: VRNN, waveform: np.ndarray, at: float, seconds: float, seed: int = 0,
-                  output_noise: bool = True, progress: Progress | None = None) -> np.ndarray:
+                  output_noise: bool = True, progress: Progress | None = None, fast: bool = True,
+                  threads: int | None = None) -> np.ndarray:
     """Condition on the clip up to `at` seconds, then sample from the prior onward (Chung et al. 2015, sec. 3.2).
 
     The first floor(at / 12.5 ms) frames are teacher-forced along the posterior mean (`listen`); from that
-    LSTM state each new frame draws z_t ~ p(z_t | h_{t-1}), x_t ~ p(x_t | z_t, h_{t-1}) (its mean if
-    output_noise=False) and feeds both back. All random numbers are drawn before the loop from
-    torch.Generator().manual_seed(seed) in `VRNN.sample`'s order (eps_z [T, 1, Z], Gumbel noise for a GMM,
-    eps_x [T, 1, X]), so the same seed gives the same audio, and at = 0 gives exactly `generate`'s audio.
+    LSTM state `VRNN.sample(state=...)` draws each new frame's z_t ~ p(z_t | h_{t-1}), x_t ~ p(x_t | z_t,
+    h_{t-1}) (its mean if output_noise=False) and feeds both back, with the random numbers drawn from
+    torch.Generator().manual_seed(seed) as `generate` draws them: the same seed gives the same audio, and at = 0
+    gives exactly `generate`'s audio. `fast` and `threads` as in `generate` (the fused loop, or the readable
+    model's; the same audio up to float rounding). progress(frames_done, frames_total) while conditioning
+    (the long part of a long clip), and (total, total) at the end.
 
     Returns float32 [round(seconds / 12.5 ms) * 200] at 16 kHz: the continuation alone, starting at
     floor(at / 12.5 ms) * 12.5 ms on the clip's time axis. Raises ValueError for seconds <= 0 or a negative
@@ -229,35 +233,25 @@ def continue_clip(model: VRNN, waveform: np.ndarray, at: float, seconds: float, 
     if at < 0:
         raise ValueError(f"the continuation point must be >= 0 s, got {at}.")
     c = model.config
-    dev, dtype = model.x_mean.device, model.x_mean.dtype
+    dev = model.x_mean.device
     X = c.x_dim
     n_prefix = int(np.floor(at * SAMPLE_RATE / X + 1e-9))
     n_new = max(1, int(round(seconds * SAMPLE_RATE / X)))
     w = _check(waveform, X)
     n_prefix = min(n_prefix, len(w) // X)
+    total = n_prefix + n_new
+    state = None  # (h_0, c_0) = zeros: `generate`
     if n_prefix > 0:
-        state = listen(model, w, n_prefix).state
-    else:
-        h = torch.zeros(1, c.h_dim, device=dev, dtype=dtype)
-        state = (h, torch.zeros_like(h))
-    noise = generation_noise(c, n_new, 1, torch.Generator(device=dev).manual_seed(int(seed)), output_noise, dev,
-                             dtype)
-    out = []
-    for t in range(n_new):  # VRNN.sample's loop, from `state` instead of zeros
-        h, _ = state
-        phi_z_t = None
-        if c.has_latent:
-            mu_0, sigma_0 = model.prior_params(h)  # p(z_t | h_{t-1}), eq. (5)
-            phi_z_t = model.phi_z(mu_0 + sigma_0 * noise.eps_z[t])
-        x_t = model.draw_frame(model.decoder_params(phi_z_t, h),  # p(x_t | z_t, h_{t-1}), eq. (6)
-                               None if noise.gumbel is None else noise.gumbel[t],
-                               None if noise.eps_x is None else noise.eps_x[t])
-        out.append(x_t)
-        phi_x_t = model.phi_x(x_t)
-        state = model.rnn(phi_x_t if phi_z_t is None else torch.cat([phi_x_t, phi_z_t], -1), state)  # eq. (7)
-        if progress is not None and ((t + 1) % PROGRESS_EVERY == 0 or t + 1 == n_new):
-            progress(t + 1, n_new)
-    return model.denormalize(torch.cat(out)).reshape(-1).float().cpu().numpy()
+        told = None if progress is None else (lambda done, _: progress(done, total))
+        state = listen(model, w, n_prefix, progress=told).state  # [1, H] each
+    n = threads or inference_threads(1, dev)
+    net = FusedVRNN(model, threads=n) if fast else model
+    gen = torch.Generator(device=dev).manual_seed(int(seed))
+    with intra_op_threads(n if dev.type == "cpu" else None):
+        x = net.sample(n_new, 1, generator=gen, output_noise=output_noise, state=state)  # [1, T, X]
+    if progress is not None:
+        progress(total, total)
+    return model.denormalize(x).reshape(-1).float().cpu().numpy()
 
 
 def frame_labels(times: np.ndarray, segments: Sequence[tuple[float, float, str]]) -> list[str]:

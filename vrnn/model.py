@@ -267,20 +267,25 @@ class VRNN(nn.Module):
     # -- generation --
     @torch.no_grad()
     def sample(self, n_frames: int, batch_size: int = 1, generator: torch.Generator | None = None,
-               output_noise: bool = True, noise: GenerationNoise | None = None) -> torch.Tensor:
+               output_noise: bool = True, noise: GenerationNoise | None = None,
+               state: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Generate normalised frames [B, T, X] from the model (Chung et al. 2015, section 3, "Generation").
 
         Each step draws z_t from the prior p(z_t | h_{t-1}) (never the encoder), x_t from
         p(x_t | z_t, h_{t-1}) (its mean if output_noise=False), then h_t = LSTM([phi_x(x_t), phi_z(z_t)],
         h_{t-1}). All random numbers are drawn before the loop (`generation_noise`, from `generator`),
         so a seed gives the same audio here and in `vrnn.fused`; or pass `noise`.
+
+        state: (h_0, c_0), [B, H] each, the LSTM's output and cell to start from, e.g. the state after
+        conditioning on a clip (`vrnn.latent.listen(...).state`); zeros by default. B must be `batch_size`.
         """
         c = self.config
         dev, dtype = self.x_mean.device, self.rnn.weight_hh.dtype
         if noise is None:
             noise = generation_noise(c, n_frames, batch_size, generator, output_noise, dev, dtype)
-        h = torch.zeros(batch_size, c.h_dim, device=dev, dtype=dtype)  # h_0
-        state = (h, torch.zeros_like(h))
+        if state is None:
+            h = torch.zeros(batch_size, c.h_dim, device=dev, dtype=dtype)  # h_0
+            state = (h, torch.zeros_like(h))
         frames = []
         for t in range(n_frames):
             h, _ = state
