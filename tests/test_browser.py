@@ -309,6 +309,13 @@ def test_row_toggles_redraw_the_figure(server, page):
         settle(page)
     assert page.evaluate(rows) == "delta,kl,wave,mel,kl_dims,means"
     assert page.locator(".js-plotly-plot").first.locator(".heatmaplayer image").count() == 2  # drawn
+    # laid out once: the margins that vrnn.plots presets are those plotly.js ends with, so it never has to
+    # grow them and draw the figure a second time (Figure 2 with every row; the trajectory's axis title)
+    size = "g => { const z = g._fullLayout._size, m = g.layout.margin; return [[z.l, z.r, z.t, z.b], [m.l, m.r, m.t, m.b]]; }"
+    got, preset = page.locator(".js-plotly-plot").first.evaluate(size)
+    assert got == preset
+    got, preset = page.locator(".js-plotly-plot").nth(1).evaluate(size)
+    assert got[3] == preset[3]
     assert_no_exception(page)
 
 

@@ -136,13 +136,21 @@ def test_extra_rows():
     np.testing.assert_allclose(decode(means[1]["y"]), a.z_mean[:, top], rtol=1e-5)
 
 
-def test_long_heatmap_is_reduced_and_keeps_maxima():
-    a = synthetic_analysis(60.0, z_dim=3)  # 4800 frames
-    spec = as_json(figure2(a, kl_heatmap=True, max_cols=500))
-    (kd,) = [t for t in spec["data"] if t["type"] == "heatmap"]
+@pytest.mark.parametrize("seconds", [60.0, 30.0, 7.3])
+def test_long_heatmap_is_reduced_and_keeps_maxima(seconds):
+    a = synthetic_analysis(seconds, z_dim=3)  # 4800, 2400, 584 frames
+    spec = as_json(figure2(a, spectrogram=True, kl_heatmap=True, max_cols=500))
+    mel, kd = [t for t in spec["data"] if t["type"] == "heatmap"]
     z = decode(kd["z"])
-    assert z.shape == (3, 500)
+    k = -(-a.n_frames // 500)  # frames per column
+    assert z.shape == (3, -(-a.n_frames // k)) and z.shape[1] <= 500
     np.testing.assert_allclose(z.max(axis=1), a.kl_per_dim.max(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(z[:, 1], a.kl_per_dim[k:2 * k].max(axis=0), rtol=1e-5)  # column 1: frames k..2k-1
+    for tr in (mel, kd):  # evenly spaced columns (plotly.js then draws one image, not a rect per cell) ...
+        x = decode(tr["x"]).astype(np.float64)
+        np.testing.assert_allclose(np.diff(x), k * FRAME_SECONDS, rtol=1e-4)
+        # ... each centred on its own frames: column 1 holds frames k .. 2k - 1
+        assert x[1] == pytest.approx((a.times[k] + a.times[2 * k - 1]) / 2, abs=1e-5)
 
 
 def test_time_range_crops_every_row():
