@@ -44,14 +44,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 # In the page: the time of the input event (capturing listener) and of the first animation frame at which the
 # figures are redrawn as expected, both from performance.now(), so playwright's own round trips are not counted.
 # Expected: Figure 2's rows and time range, the script run finished, a caption holding `text`, and the latent
-# trajectory's highlight (`traj`: [start, end] s, true for any, null for none, undefined: not checked) drawn.
-ARM = """([rows, x0, x1, text, traj]) => {
-    const b = window.__bench = {t0: null, t1: null};
+# trajectory's highlight (`traj`: [start, end] s, true for any, null for none, 'any-or-none': not checked).
+# The input is the pointerdown of a click (`on`), the pointerup that ends a drag, a key or a file chosen.
+ARM = """([rows, x0, x1, text, traj, on]) => {
+    const b = window.__bench = {t0: null, t1: null, on: on || 'pointerdown'};
     if (!window.__benchListening) {
         window.__benchListening = true;
-        for (const ev of ['pointerdown', 'keydown', 'change', 'dblclick'])
+        for (const ev of ['pointerdown', 'pointerup', 'keydown', 'change', 'dblclick'])
             document.addEventListener(ev, () => { const w = window.__bench;
-                if (w && w.t0 === null) w.t0 = performance.now(); }, true);
+                if (w && w.t0 === null && (ev === w.on || !['pointerdown', 'pointerup'].includes(ev)))
+                    w.t0 = performance.now(); }, true);
     }
     const near = (a, b) => Math.abs(a - b) < 0.004;
     const ok = () => {
@@ -62,7 +64,7 @@ ARM = """([rows, x0, x1, text, traj]) => {
         const endOk = x1 >= 0 ? near(r[1], x1) : r[1] < -x1 - 0.001;  // x1 < 0: "ends before -x1"
         if (!(g.layout.meta.rows.join() === rows.join() && near(r[0], x0) && endOk
               && g.querySelectorAll('.scatterlayer .trace').length >= 3)) return false;
-        if (traj !== undefined) {
+        if (traj !== 'any-or-none') {
             const tg = plots.find(d => d.layout && d.layout.meta && 'highlight' in d.layout.meta);
             if (!tg || !tg._fullLayout || !tg.querySelector('.scatterlayer .trace')) return false;
             const h = tg.layout.meta.highlight;
@@ -167,8 +169,9 @@ def session(pg, args, wav: Path, ref_csv: Path, times: dict[str, list[float]], l
     """The interactions on one page (a generator: one interaction per step, so that two apps can be driven in
     lockstep, interaction by interaction, under the same load); their times (s) go to `times[name]`."""
 
-    def timed(name: str, act, rows: list[str], x0: float, x1: float, text: str = "", traj=...) -> None:
-        pg.evaluate(ARM, [rows, x0, x1, text] + ([] if traj is ... else [traj]))
+    def timed(name: str, act, rows: list[str], x0: float, x1: float, text: str = "", traj=...,
+              on: str = "pointerdown") -> None:
+        pg.evaluate(ARM, [rows, x0, x1, text, "any-or-none" if traj is ... else traj, on])
         act()
         pg.wait_for_function(DONE, timeout=1000 * args.timeout, polling=50)
         dt = pg.evaluate("() => window.__bench.t1 - window.__bench.t0") / 1000
@@ -218,7 +221,8 @@ def session(pg, args, wav: Path, ref_csv: Path, times: dict[str, list[float]], l
             yield
             timed(f"{name} row off", lambda n=name: toggle(n), base, 0.0, dur)
             yield
-        timed("drag-select a stretch", lambda: drag(0.25, 0.5), base, 0.0, dur, "Playing the selection", traj=True)
+        timed("drag-select a stretch (from release)", lambda: drag(0.25, 0.5), base, 0.0, dur,
+              "Playing the selection", traj=True, on="pointerup")
         yield
         timed("double-click: clear the selection", dblclick, base, 0.0, dur, "Playing the whole clip", traj=None)
         yield
