@@ -758,13 +758,32 @@ def known_reference(clip: Clip) -> ClipReference | None:
     return bundled_reference(clip)
 
 
-def picking_inputs() -> tuple[float, tuple]:
-    """Tolerance (s) and peak picking widgets -> (tolerance, picking) with picking = (mode, min_distance,
-    prominence) as plain values (a cache key; `picking_args` turns it into score_analysis arguments)."""
+TOLERANCE_MS = 20  # the tolerance widget's default (ms): the field's usual window
+
+
+def scoring_columns():
+    """The row of scoring controls: (tolerance column, [peak picking columns]) for `tolerance_input` and
+    `picking_inputs`, which may be drawn by different fragments."""
     c1, c2, c3, c4 = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
-    tol_ms = c1.number_input("Tolerance (ms)", 5, 100, 20, 5, key="seg_tolerance",
-                             help="A detected boundary within this distance of a reference boundary is a hit "
-                             "(one-to-one matching; 20 ms is the field's usual window).")
+    return c1, [c2, c3, c4]
+
+
+def tolerance_input(where) -> float:
+    """The tolerance widget in `where` (a column) -> tolerance in s. It changes the scores, not the detected peaks."""
+    return where.number_input("Tolerance (ms)", 5, 100, TOLERANCE_MS, 5, key="seg_tolerance",
+                              help="A detected boundary within this distance of a reference boundary is a hit "
+                              "(one-to-one matching; 20 ms is the field's usual window).") / 1000
+
+
+def tolerance() -> float:
+    """The tolerance chosen (s), also before its widget is drawn in this run."""
+    return st.session_state.get("seg_tolerance", TOLERANCE_MS) / 1000
+
+
+def picking_inputs(cols) -> tuple:
+    """Peak picking widgets in three columns -> picking = (mode, min_distance, prominence) as plain values (a
+    cache key; `picking_args` turns it into score_analysis arguments)."""
+    c2, c3, c4 = cols
     mode = c2.selectbox("Peak picking", PICKING_MODES, key="seg_picking",
                         help="tuned: each signal's setting tuned on the validation split; top-N: the N most "
                         "prominent peaks, N = the reference's boundary count; manual: the distance and "
@@ -772,7 +791,7 @@ def picking_inputs() -> tuple[float, tuple]:
     manual = mode == "manual"
     dist = c3.number_input("Min distance (ms)", 12.5, 500.0, 50.0, 12.5, key="seg_distance", disabled=not manual)
     prom = c4.number_input("Prominence (× range)", 0.0, 1.0, 0.05, 0.01, key="seg_prominence", disabled=not manual)
-    return tol_ms / 1000, (mode, float(dist) / 1000 if manual else None, float(prom) if manual else None)
+    return (mode, float(dist) / 1000 if manual else None, float(prom) if manual else None)
 
 
 def picking_args(picking: tuple) -> dict:

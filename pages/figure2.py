@@ -2,7 +2,8 @@
 
 The model runs once per (checkpoint, clip); everything below it is an `st.fragment` that reruns alone when a
 row is toggled, the view moves or a stretch is selected, from cached float32 arrays, a cached spectrogram and
-cached WAV bytes: no model pass, no recomputation. The view (slider) zooms every row; a stretch dragged on the
+cached WAV bytes: no model pass, no recomputation. Two fragments inside it rerun alone for their own controls:
+the score table (the tolerance) and the latent trajectory (projection, dimensions). The view (slider) zooms every row; a stretch dragged on the
 figure (plotly box select) is the selection: it plays, and a double click clears it. A selection belongs to
 the figure it was drawn on (Streamlit forgets a chart's selection when the chart changes).
 """
@@ -58,7 +59,7 @@ def selection() -> tuple[float, float] | None:
 
 
 ROW_KEYS = ("row_mel", "row_kl_dims", "row_means")
-SEG_KEYS = ("seg_tolerance", "seg_picking", "seg_distance", "seg_prominence")  # move the detected peaks
+SEG_KEYS = ("seg_picking", "seg_distance", "seg_prominence")  # move the detected peaks (the tolerance does not)
 
 
 @st.fragment
@@ -88,12 +89,14 @@ def explore() -> None:
                + (" Double-click the figure to clear the selection." if sel else
                   " Drag across any row to select a stretch."))
     fig_box = st.container()  # the figure above its scoring controls, drawn once they are read
-    records, peaks, seg_key = None, {}, None
+    peaks, seg_key = {}, None
     if cref is not None:
-        tolerance, picking = ui.picking_inputs()
-        if a.has_latent:
-            records, peaks = ui.scores(ref, clip, a, cref, tolerance, picking)
-            seg_key = (cref.key, tolerance, picking)
+        tol_box, pick_boxes = ui.scoring_columns()
+        picking = ui.picking_inputs(pick_boxes)
+        table_box = st.container()
+        if a.has_latent:  # the detected peaks depend on the picking, not on the tolerance
+            peaks = ui.scores(ref, clip, a, cref, ui.tolerance(), picking)[1]
+            seg_key = (cref.key, picking)
         else:
             seg_key = (cref.key,)
 
@@ -108,20 +111,33 @@ def explore() -> None:
     fig = ui.memo("figure2", (ref.key, clip.digest, show_mel, show_kl, show_means, time_range, seg_key), 32, build)
     with fig_box:
         ui.plotly(fig, key="figure2", on_select=_from_selection)
-    if records is not None:
+    if cref is not None:
+        score_table(tol_box, table_box, picking)
+    if a.has_latent:
+        trajectory(sel or time_range)
+
+
+@st.fragment
+def score_table(tol_box, table_box, picking: tuple) -> None:
+    """The tolerance and the score table: reruns alone when the tolerance changes (the figure stays)."""
+    tolerance = ui.tolerance_input(tol_box)
+    with table_box:
+        if not a.has_latent:
+            st.caption(f"Reference: {ui.plain(cref.source)} (green lines). This RNN model has no latent signals to "
+                       "score.")
+            return
+        records = ui.scores(ref, clip, a, cref, tolerance, picking)[0]
         st.caption(f"Reference: {ui.plain(cref.source)} (green lines; phone labels when at most 60 phones are in "
                    "view: zoom in). ▼ detected boundaries of δ_t and KL_t. Scores at "
                    f"{1000 * tolerance:.0f} ms, one-to-one matching; p2p: phone-to-phone boundaries only "
                    "(silence edges excluded).")
         st.dataframe(records, hide_index=True, width="stretch")
-    elif cref is not None:
-        st.caption(f"Reference: {ui.plain(cref.source)} (green lines). This RNN model has no latent signals to score.")
-    if a.has_latent:
-        trajectory(sel or time_range)
 
 
+@st.fragment
 def trajectory(highlight: tuple[float, float] | None) -> None:
-    """The latent trajectory, linked to the view and the selection (drawn solid, the rest faded)."""
+    """The latent trajectory, linked to the view and the selection (drawn solid, the rest faded); reruns alone
+    when its projection or dimensions change."""
     st.subheader("Latent trajectory", help="Each point is one frame's posterior mean μ_z,t (left) or prior mean "
                  "μ_0,t (right), projected on three principal axes; consecutive frames are joined.")
     t1, t2 = st.columns([3, 1])

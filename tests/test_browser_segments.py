@@ -7,7 +7,18 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from test_browser import assert_no_exception, browser, expect, page, playwright, pytestmark, serve_app, settle  # noqa: F401 (browser, page, playwright: fixtures)
+from test_browser import (  # noqa: F401 (browser, page, playwright: fixtures)
+    assert_no_exception,
+    browser,
+    caption,
+    expect,
+    figure2_box,
+    page,
+    playwright,
+    pytestmark,
+    serve_app,
+    settle,
+)
 
 from vrnn.segments import Reference, Segment, write_textgrid
 
@@ -50,3 +61,29 @@ def test_reference_lines_scores_and_a_bad_upload(server, page, tmp_path):  # noq
     expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the figure stays, without the reference
     assert "reference boundaries" not in page.locator(".js-plotly-plot").first.evaluate(TRACE_NAMES)
     assert page.locator('[data-testid="stDataFrame"]').count() == 0
+
+
+def test_tolerance_updates_the_table_alone(server, page):  # noqa: F811 (the fixture)
+    """The tolerance reruns only the score table (its own fragment): Figure 2 and the trajectory are not drawn
+    again, and a stretch selected on the figure stays selected."""
+    page.goto(server)
+    expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
+    expect(caption(page, "Scores at 20 ms")).to_be_visible()
+    settle(page)
+    x, y, w, h = figure2_box(page)
+    page.mouse.move(x + 0.25 * w, y + h / 2)
+    page.mouse.down()
+    page.mouse.move(x + 0.4 * w, y + h / 2, steps=3)
+    page.mouse.move(x + 0.5 * w, y + h / 2, steps=3)
+    page.mouse.up()
+    expect(caption(page, "Playing the selection")).to_be_visible()
+    settle(page)
+    # mark the drawn figures: a figure drawn again is a new graph div (Streamlit remounts a changed chart)
+    page.evaluate("() => document.querySelectorAll('.js-plotly-plot').forEach((g, i) => { g.__mark = i + 1; })")
+    tol = page.locator('[data-testid="stNumberInput"]', has_text="Tolerance")
+    tol.locator('[data-testid="stNumberInputStepUp"]').click()
+    expect(caption(page, "Scores at 25 ms")).to_be_visible()
+    settle(page)
+    assert page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(g => g.__mark)") == [1, 2]
+    expect(caption(page, "Playing the selection")).to_be_visible()
+    assert_no_exception(page)
