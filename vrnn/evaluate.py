@@ -148,6 +148,18 @@ def score_sequences(model: VRNN, chunks: np.ndarray | torch.Tensor, samples: int
     return score_each_sequence(model, chunks, samples, batch_size, seed, progress, fast).summary()
 
 
+def near_silent_frames(chunks: np.ndarray, n_frames: int, threshold_db: float = NEAR_SILENT_DBFS,
+                       frame_size: int | None = None) -> np.ndarray:
+    """bool [S, n_frames]: which frames of the raw waveforms `chunks` [S, n_frames * F] (in [-1, 1], before the
+    model's normalisation) are near-silent, i.e. have RMS (`vrnn.audio.frame_rms_dbfs`) below `threshold_db`.
+    F = frame_size (default: the waveform length / n_frames). Raises ValueError when the lengths do not match."""
+    chunks = np.asarray(chunks)
+    F = frame_size or chunks.shape[-1] // n_frames
+    if F * n_frames != chunks.shape[-1]:
+        raise ValueError(f"{n_frames} frames of {F} samples do not make a waveform of {chunks.shape[-1]} samples.")
+    return frame_rms_dbfs(chunks, F) < threshold_db
+
+
 def loudness_split(frame_scores: np.ndarray, chunks: np.ndarray, threshold_db: float = NEAR_SILENT_DBFS,
                    frame_size: int | None = None) -> dict:
     """Split per-frame scores by the loudness of the raw waveform frame they score.
@@ -167,10 +179,7 @@ def loudness_split(frame_scores: np.ndarray, chunks: np.ndarray, threshold_db: f
         raise ValueError(f"frame_scores [S, T] and chunks [S, N] must have the same S; got {scores.shape} and "
                          f"{chunks.shape}.")
     S, T = scores.shape
-    F = frame_size or chunks.shape[1] // T
-    if F * T != chunks.shape[1]:
-        raise ValueError(f"{T} frames of {F} samples do not make a waveform of {chunks.shape[1]} samples.")
-    quiet = frame_rms_dbfs(chunks, F) < threshold_db  # [S, T]
+    quiet = near_silent_frames(chunks, T, threshold_db, frame_size)  # [S, T]
     out = {"threshold_db": float(threshold_db)}
     for name, mask in (("speech", ~quiet), ("near_silent", quiet)):
         n = int(mask.sum())
