@@ -29,7 +29,14 @@ import numpy as np
 
 from vrnn import load_checkpoint, read_checkpoint
 from vrnn.data import Corpus, split_chunks
-from vrnn.evaluate import NEAR_SILENT_DBFS, loudness_split, near_silent_frames, paired_difference, score_each_sequence
+from vrnn.evaluate import (
+    NEAR_SILENT_DBFS,
+    loudness_bands,
+    loudness_split,
+    near_silent_frames,
+    paired_difference,
+    score_each_sequence,
+)
 
 ORDER = ["rnn-gauss", "rnn-gmm", "vrnn-i-gauss", "vrnn-gauss", "vrnn-gmm"]
 NAMES = {"rnn-gauss": "RNN-Gauss", "rnn-gmm": "RNN-GMM", "vrnn-i-gauss": "VRNN-I-Gauss",
@@ -37,8 +44,8 @@ NAMES = {"rnn-gauss": "RNN-Gauss", "rnn-gmm": "RNN-GMM", "vrnn-i-gauss": "VRNN-I
 
 # Chung et al. 2015, Table 1: average log-likelihood per test sequence (nats), Blizzard and TIMIT. For RNNs the
 # exact log-likelihood; for VRNNs the paper prints the ELBO ("≥") and an importance-sampled estimate ("≈").
-# ELBO / exact values: checked against a stored copy of the table as quoted by "Variational Bi-LSTMs"
-# (Shabanian et al., ICLR 2018 submission, Table 1), which agrees on every value here except VRNN-GMM Blizzard:
+# ELBO / exact values: checked against the one stored quotation of the table found, Table 1 of "Variational
+# Bi-LSTMs" (the anonymous ICLR 2018 submission text), which agrees on every value here except VRNN-GMM Blizzard:
 # it prints ≥ 9392 there (its other VRNN rows are ELBOs), which we read as the paper's ≈ value copied into an
 # ELBO column -- so 9107 below stays unconfirmed by a stored source.
 # "≈" values: no stored copy of the paper's text or of the authors' repositories (jych/nips2015_vrnn: code only,
@@ -54,6 +61,8 @@ PAPER = {
 PAPER_UNVERIFIED = {("vrnn-gmm", "blizzard", "elbo")}
 
 # Paired comparisons of log p(x) per sequence (a minus b): issue 12's two, then each VRNN against RNN-Gauss.
+BANDS_DB = (-70.0, -60.0, -50.0, -40.0, -30.0, -20.0)  # edges of the finer loudness table (dBFS)
+
 PAIRS = [("vrnn-gauss", "vrnn-i-gauss"), ("vrnn-gauss", "rnn-gmm"), ("vrnn-i-gauss", "rnn-gauss"),
          ("vrnn-gauss", "rnn-gauss"), ("vrnn-gmm", "rnn-gauss")]
 
@@ -188,8 +197,24 @@ def render(args, command: str, chunks_total: int, idx: np.ndarray, rows: dict, p
           "VRNNs \"≥ ELBO / ≈ importance-sampled\". The ≈ values are shown as ? because no stored copy of the "
           "paper's table could be read in the session that wrote this script, and they are not typed from memory; "
           "see PAPER in scripts/table1.py. \\* VRNN-GMM Blizzard ≥ 9107 is not confirmed by a stored source (the "
-          "one stored quotation of the table prints 9392 there); the other ≥ and exact values are.",
+          "one stored quotation of the table, in the \"Variational Bi-LSTMs\" submission, prints 9392 there); the "
+          "other ≥ and exact values agree with that quotation.",
           ""]
+
+    bands = any_row["loudness_bands"]
+
+    def band_name(b):
+        return f"< {b['hi_db']:g}" if b["lo_db"] is None else (f"≥ {b['lo_db']:g}" if b["hi_db"] is None
+                                                               else f"{b['lo_db']:g} .. {b['hi_db']:g}")
+    L += ["## ELBO per frame by loudness band", "",
+          "The same per-frame terms in 10 dB bands of raw frame RMS (dBFS), to see where each model gains: mean "
+          "nats per frame of the frames in the band (RNNs: exact log p(x_t | x_{<t})).", "",
+          "| model | " + " | ".join(band_name(b) for b in bands) + " |",
+          "|---|" + "---:|" * len(bands),
+          "| frames (share) | " + " | ".join(f"{b['frames']} ({100 * b['share']:.1f} %)" for b in bands) + " |"]
+    for f in fams:
+        L.append(f"| {NAMES[f]} | " + " | ".join(fmt(b["mean_per_frame"], 1) for b in rows[f]["loudness_bands"]) + " |")
+    L.append("")
 
     L += ["## Paired differences of log p(x) per sequence", "",
           f"Mean over the {S} sequences of log p(x)_a - log p(x)_b (each the model's L_K, so its Monte Carlo noise "
@@ -197,13 +222,15 @@ def render(args, command: str, chunks_total: int, idx: np.ndarray, rows: dict, p
           "√n (sd with n - 1). Split columns: the same for each sequence's sum of per-frame ELBO terms over its "
           "speech (near-silent) frames.", "",
           "| a − b | log p(x): mean | 95 % interval | excludes 0 | speech frames: mean | 95 % interval | "
-          "near-silent frames: mean | 95 % interval |",
-          "|---|---:|---:|:---:|---:|---:|---:|---:|"]
+          "near-silent frames: mean | 95 % interval | near-silent share of the ELBO difference |",
+          "|---|---:|---:|:---:|---:|---:|---:|---:|---:|"]
     for (a, b), p in paired.items():
         s_sp, s_qs = split_pairs[(a, b)]["speech"], split_pairs[(a, b)]["near_silent"]
+        total = s_sp["mean"] + s_qs["mean"]
+        share = "–" if abs(total) < 1e-9 else f"{100 * s_qs['mean'] / total:.0f} %"
         L.append(f"| {NAMES[a]} − {NAMES[b]} | {p['mean']:+.1f} | [{p['lo']:+.1f}, {p['hi']:+.1f}] | "
                  f"{'yes' if p['excludes_zero'] else 'no'} | {s_sp['mean']:+.1f} | [{s_sp['lo']:+.1f}, {s_sp['hi']:+.1f}] | "
-                 f"{s_qs['mean']:+.1f} | [{s_qs['lo']:+.1f}, {s_qs['hi']:+.1f}] |")
+                 f"{s_qs['mean']:+.1f} | [{s_qs['lo']:+.1f}, {s_qs['hi']:+.1f}] | {share} |")
     L += ["", f"## Issue 12's targets ({args.split} split, K = {args.samples})", ""]
     for t in targets:
         mark = {True: "**holds**", False: "**does not hold**", None: "**not checked**"}[t["holds"]]
@@ -293,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[fam] = {"checkpoint": str(path), "family": fam, "has_latent": model.config.has_latent,
                      **summary.to_dict(), "samples": s.samples,
                      "loudness": loudness_split(s.frame_elbo, chunks, args.silence_db, model.config.x_dim),
+                     "loudness_bands": loudness_bands(s.frame_elbo, chunks, BANDS_DB, model.config.x_dim),
                      "normalization": model.info.get("normalization"), "training": rec,
                      "params": sum(q.numel() for q in model.parameters()), "eval_seconds": round(dt, 1)}
         per_seq[fam] = s

@@ -167,6 +167,26 @@ def test_loudness_split_on_a_hand_made_waveform():
         loudness_split(scores, chunks[:1])
 
 
+def test_loudness_bands_on_a_hand_made_waveform_and_agree_with_the_split():
+    from vrnn.evaluate import loudness_bands, loudness_split
+
+    levels = np.array([[0.1, 1e-4, 0.3, 0.0], [1.2e-3, 2e-4, 0.05, 0.02]])  # dBFS [[-20, -80, -10.5, -200], [-58.4, -74, -26, -34]]
+    chunks = np.repeat(levels, 200, axis=1).astype(np.float32)
+    scores = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
+    bands = loudness_bands(scores, chunks, [-75.0, -40.0, -15.0])
+    assert [(b["lo_db"], b["hi_db"]) for b in bands] == [(None, -75.0), (-75.0, -40.0), (-40.0, -15.0), (-15.0, None)]
+    assert [b["frames"] for b in bands] == [2, 2, 3, 1]  # {-80, -200}, {-58.4, -74}, {-20, -26, -34}, {-10.5}
+    assert [b["mean_per_frame"] for b in bands] == pytest.approx([3.0, 5.5, (1 + 7 + 8) / 3, 3.0])
+    assert sum(b["per_sequence"] for b in bands) == pytest.approx(scores.sum(1).mean())
+    two = loudness_bands(scores, chunks, [-60.0])
+    split = loudness_split(scores, chunks, -60.0)
+    assert (two[0]["frames"], two[0]["mean_per_frame"]) == (split["near_silent"]["frames"],
+                                                            pytest.approx(split["near_silent"]["mean_per_frame"]))
+    assert two[1]["mean_per_frame"] == pytest.approx(split["speech"]["mean_per_frame"])
+    with pytest.raises(ValueError, match="increase"):
+        loudness_bands(scores, chunks, [-40.0, -60.0])
+
+
 def test_paired_difference_is_the_paired_t_interval():
     """Against scipy.stats.ttest_rel's interval and a t quantile from a printed table (n - 1 = 4: 2.7764),
     so a normal quantile (1.96) or a population sd (ddof 0) would fail."""

@@ -188,6 +188,37 @@ def loudness_split(frame_scores: np.ndarray, chunks: np.ndarray, threshold_db: f
     return out
 
 
+def loudness_bands(frame_scores: np.ndarray, chunks: np.ndarray, edges_db: tuple[float, ...] | list[float],
+                   frame_size: int | None = None) -> list[dict]:
+    """Per-frame scores averaged within bands of raw frame loudness (finer than `loudness_split`).
+
+    frame_scores [S, T], chunks [S, T * F] as `loudness_split`; edges_db ascending, in dBFS. The bands are
+    [-inf, e_0), [e_0, e_1), ..., [e_last, +inf). Returns one dict per band: {"lo_db", "hi_db" (None for
+    infinite), "frames", "share", "mean_per_frame" (None if empty), "per_sequence"}.
+    Raises ValueError for shapes that do not match or edges that do not increase.
+    """
+    scores = np.asarray(frame_scores, dtype=np.float64)
+    edges = [float(e) for e in edges_db]
+    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        raise ValueError(f"edges_db must increase, got {edges}.")
+    if scores.ndim != 2 or np.ndim(chunks) != 2 or np.shape(chunks)[0] != scores.shape[0]:
+        raise ValueError(f"frame_scores [S, T] and chunks [S, N] must have the same S; got {scores.shape} and "
+                         f"{np.shape(chunks)}.")
+    S, T = scores.shape
+    F = frame_size or np.shape(chunks)[1] // T
+    if F * T != np.shape(chunks)[1]:
+        raise ValueError(f"{T} frames of {F} samples do not make a waveform of {np.shape(chunks)[1]} samples.")
+    db = frame_rms_dbfs(chunks, F)  # [S, T]
+    band = np.searchsorted(np.asarray(edges), db, side="right")  # [S, T]: 0 below e_0, i for [e_{i-1}, e_i)
+    out = []
+    for i, (lo, hi) in enumerate(zip([None, *edges], [*edges, None], strict=True)):
+        m = band == i
+        n = int(m.sum())
+        out.append({"lo_db": lo, "hi_db": hi, "frames": n, "share": n / (S * T),
+                    "mean_per_frame": float(scores[m].mean()) if n else None, "per_sequence": float(scores[m].sum() / S)})
+    return out
+
+
 @dataclass
 class PairedDifference:
     """Mean of per-sequence differences a_i - b_i with a two-sided t interval; nats per sequence.
