@@ -89,7 +89,8 @@ def test_table1_end_to_end(table1, checkpoints, tiny_corpus, tmp_path, capsys):
     assert targets["VRNN-Gauss log p(x) at or above RNN-GMM's"]["holds"] is None  # no RNN-GMM here
     every = targets["every VRNN above RNN-Gauss"]
     ll = {f: m["loglik_per_sequence"] for f, m in res["models"].items()}
-    assert every["holds"] == (ll["vrnn-gauss"] > ll["rnn-gauss"] and ll["vrnn-i-gauss"] > ll["rnn-gauss"])
+    below = ll["vrnn-gauss"] <= ll["rnn-gauss"] or ll["vrnn-i-gauss"] <= ll["rnn-gauss"]
+    assert every["holds"] is (False if below else None)  # two VRNNs above cannot confirm "every VRNN"
     assert "only 2 of 3 VRNNs" in every["detail"]
     assert "Targets:" in capsys.readouterr().out
 
@@ -120,6 +121,8 @@ def test_targets_from_known_numbers(table1):
     got = [t["holds"] for t in table1.check_targets({**ll, "vrnn-gmm": -1.0, "vrnn-gauss": 99.0},
                                                     {("vrnn-gauss", "vrnn-i-gauss"): straddles})]
     assert got == [False, False, False]
+    partial = table1.check_targets({k: v for k, v in ll.items() if k != "vrnn-gmm"}, {})
+    assert [t["holds"] for t in partial] == [True, None, None]
 
 
 def test_subset_is_evenly_spaced(table1):
