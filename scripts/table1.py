@@ -164,7 +164,9 @@ def render(args, command: str, chunks_total: int, idx: np.ndarray, rows: dict, p
          "# Table 1 on real speech (Allison Smith, asterisk-core-sounds-en-g722)", ""]
     subset_note = "" if S == chunks_total else (f" **A subset: {S} of the {chunks_total} sequences, evenly spaced "
                                                  "(--sequences); not the full table.**")
-    L.append(f"The first line is the command that wrote this file and {Path(args.json).name}. {args.split.capitalize()} "
+    L.append(f"The first line is the command that wrote this file and {Path(args.json).name}; `--checkpoints` takes a "
+             "folder of `<name>.safetensors` files or of training-run folders `<name>/best.safetensors`. "
+             f"{args.split.capitalize()} "
              f"split: {S} non-overlapping 0.5 s sequences (40 frames of 200 samples at 16 kHz), scored in the "
              f"normalised waveform space each model was trained in; K = {args.samples} importance samples per "
              f"sequence (Burda et al. 2016), seed {args.seed}. Nats; higher is better.{subset_note}")
