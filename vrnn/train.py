@@ -346,6 +346,7 @@ def init_weights(model: VRNN, path: str | os.PathLike, corpus: Corpus | None = N
             "same_corpus": corpus is not None and fingerprint == corpus.meta["fingerprint"]}
 
 
+@torch.no_grad()
 def clip_weight_rows_(model: VRNN, max_norm: float) -> None:
     """Scale every row of every feed-forward weight and of the LSTM's input weight (one unit's incoming
     weights, torch's [out, in] layout) down to L2 norm `max_norm` where it is longer: w * min(n, max) /
