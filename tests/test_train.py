@@ -109,9 +109,26 @@ def test_init_from_starts_at_the_checkpoints_weights_and_records_it(tiny_corpus,
     assert record["init_from"]["steps"] == 20 and record["init_from"]["same_corpus"] is True
     assert record["init_from"]["valid_elbo_per_sequence"] == pytest.approx(
         source.info["training"]["valid_elbo_per_sequence"])
-    # its validation ELBO is the source's (same weights, same windows and noise)
+    # validated before the first update (step 0): the source's own validation ELBO (same weights, windows, noise)
+    valid = [(r["step"], r["valid_elbo_per_sequence"]) for r in rows(second) if "valid_elbo_per_sequence" in r]
+    assert valid[0][0] == 0
+    assert valid[0][1] == pytest.approx(source.info["training"]["valid_elbo_per_sequence"], rel=1e-5)
+
+
+def test_init_from_keeps_the_starting_weights_as_best_when_training_only_hurts(tiny_corpus, tmp_path):
+    first = tmp_path / "first"
+    train(tiny_corpus, first, preset("tiny"), cfg(steps=20), progress=False, log=lambda s: None)
+    second = tmp_path / "second"
+    # lr 1.0: every update wrecks the model, so the best validation ELBO is the one before the first update
+    train(tiny_corpus, second, preset("tiny"), cfg(steps=3, lr=1.0, init_from=str(first / "best.safetensors")),
+          progress=False, log=lambda s: None)
     valid = [r["valid_elbo_per_sequence"] for r in rows(second) if "valid_elbo_per_sequence" in r]
-    assert valid[0] == pytest.approx(source.info["training"]["valid_elbo_per_sequence"], rel=1e-5)
+    assert valid[-1] < valid[0]
+    best = load_checkpoint(second / "best.safetensors")
+    assert best.info["training"]["state"]["best_step"] == 0
+    source = load_checkpoint(first / "best.safetensors")
+    for name, value in source.state_dict().items():
+        torch.testing.assert_close(best.state_dict()[name], value, atol=0, rtol=0, msg=name)
 
 
 def test_init_from_refuses_another_model_and_a_bad_file(tiny_corpus, tmp_path):

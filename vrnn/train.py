@@ -1,5 +1,6 @@
 """The training loop as a function: Adam, global gradient-norm clipping before the step, 0.5 s
-windows, validation ELBO after each epoch, best/last checkpoints, JSON-lines metrics, resume.
+windows, validation ELBO after each epoch (and before the first update of an --init-from run), best/last
+checkpoints, JSON-lines metrics, resume.
 
 Runs single-process on CPU or one GPU, or data-parallel under `torchrun` (`vrnn.distrib`:
 DistributedDataParallel, NCCL on GPUs, gloo on CPU). Everything random depends only on (seed, step)
@@ -152,6 +153,8 @@ def _train(data: Path, out: Path, model_config: ModelConfig, cfg: TrainConfig, r
             files.save(files.best, model, state, valid_elbo=v)
         files.save_last(model, state, opt, valid_elbo=v)
 
+    if init and state.step == 0:
+        end_of_epoch_or_run()  # the starting weights are a candidate too: best-by-validation over the whole history
     bar = tqdm(total=cfg.steps, initial=state.step, desc="train", unit="step",
                disable=not (progress and distrib.is_main()))
     bad_streak = 0
