@@ -92,7 +92,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, model_config: ModelCo
     metrics.jsonl rows: every METRICS_EVERY steps and every skipped step, {"step", "epoch",
     "train_elbo_per_sequence", "train_elbo_per_frame", "kl_per_frame", "grad_norm", "finite",
     "skipped_steps", "wall_time_s", "audio_seconds_seen"} (averages over the global batch);
-    after every epoch and at the end {"step", "epoch", "valid_elbo_per_sequence",
+    after every epoch, at the end (and at step 0 of an --init-from run) {"step", "epoch", "valid_elbo_per_sequence",
     "valid_elbo_per_frame", "best", "wall_time_s"}.
 
     Returns a summary dict (steps, epochs, wall time, best validation ELBO per sequence, skipped
