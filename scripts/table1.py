@@ -88,7 +88,8 @@ def find_checkpoints(folder: Path) -> dict[str, Path]:
 def training_record(info: dict) -> dict:
     """The checkpoint's training record in the table's terms. A run started with --init-from records
     training["init_from"] = {"path", "steps", ...}; its total updates are the initial checkpoint's steps plus its
-    own. The initial run's wall time is read from that checkpoint when it is still on disk (None otherwise)."""
+    own. The initial run's wall time is read from that checkpoint when the file at its path is still the one the run
+    started from (same steps and validation ELBO as recorded), None otherwise."""
     tr = info.get("training", {})
     steps = tr.get("steps")
     init = tr.get("init_from") or {}
@@ -96,14 +97,17 @@ def training_record(info: dict) -> dict:
     init_wall = None
     if init.get("path"):
         try:
-            init_wall = read_checkpoint(init["path"])[0].get("training", {}).get("wall_time_s")
+            source = read_checkpoint(init["path"])[0].get("training", {})
         except (OSError, ValueError):
-            init_wall = None
+            source = {}
+        # only when the file there is still the one the run started from (assets/ may have been replaced since)
+        if source.get("steps") == init_steps and source.get("valid_elbo_per_sequence") == init.get("valid_elbo_per_sequence"):
+            init_wall = source.get("wall_time_s")
     total = None if steps is None else steps + (init_steps or 0)
     return {"steps": steps, "init_from": init or None, "init_steps": init_steps, "total_steps": total,
             "best_step": tr.get("state", {}).get("best_step"), "batch_size": tr.get("train_config", {}).get("batch_size"),
             "precision": tr.get("precision"), "wall_time_s": tr.get("wall_time_s"), "init_wall_time_s": init_wall,
-            "valid_elbo_per_sequence": tr.get("valid_elbo_per_sequence"),
+            "valid_elbo_per_sequence": tr.get("valid_elbo_per_sequence"), "train_config": tr.get("train_config"),
             "corpus_fingerprint": tr.get("data", {}).get("corpus_fingerprint") if isinstance(tr.get("data"), dict) else None}
 
 

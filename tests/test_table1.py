@@ -34,11 +34,11 @@ def checkpoints(tmp_path_factory):
     elsewhere/first.safetensors, 300 + 120 updates), DIR/vrnn-i-gauss/best.safetensors (a run folder)."""
     d = tmp_path_factory.mktemp("table1")
     first = d.parent / f"{d.name}-elsewhere" / "first.safetensors"
-    _save(first, "vrnn-gauss", 9, {"steps": 300, "wall_time_s": 600.0})
     _save(d / "rnn-gauss.safetensors", "rnn-gauss", 1, {"steps": 50, "wall_time_s": 60.0, "train_config": {"batch_size": 8}})
     _save(d / "vrnn-gauss" / "best.safetensors", "vrnn-gauss", 2,
           {"steps": 120, "wall_time_s": 240.0, "train_config": {"batch_size": 8}, "precision": "bf16",
            "init_from": {"path": str(first), "steps": 300, "valid_elbo_per_sequence": -1.0}})
+    _save(first, "vrnn-gauss", 9, {"steps": 300, "wall_time_s": 600.0, "valid_elbo_per_sequence": -1.0})
     _save(d / "vrnn-i-gauss" / "best.safetensors", "vrnn-i-gauss", 3, {"steps": 40, "wall_time_s": 30.0})
     return d
 
@@ -123,6 +123,20 @@ def test_targets_from_known_numbers(table1):
     assert got == [False, False, False]
     partial = table1.check_targets({k: v for k, v in ll.items() if k != "vrnn-gmm"}, {})
     assert [t["holds"] for t in partial] == [True, None, None]
+
+
+def test_init_wall_time_only_from_the_file_the_run_started_from(table1, tmp_path):
+    src = tmp_path / "src.safetensors"
+    _save(src, "vrnn-gauss", 1, {"steps": 2000, "wall_time_s": 5216.0, "valid_elbo_per_sequence": 37.8})
+    info = {"training": {"steps": 168, "wall_time_s": 598.1, "state": {"best_step": 168},
+                         "init_from": {"path": str(src), "steps": 2000, "valid_elbo_per_sequence": 37.8}}}
+    rec = table1.training_record(info)
+    assert (rec["steps"], rec["init_steps"], rec["total_steps"], rec["init_wall_time_s"]) == (168, 2000, 2168, 5216.0)
+    _save(src, "vrnn-gauss", 2, {"steps": 1500, "wall_time_s": 99.0, "valid_elbo_per_sequence": 500.0})  # replaced
+    assert table1.training_record(info)["init_wall_time_s"] is None
+    src.unlink()
+    assert table1.training_record(info)["init_wall_time_s"] is None and table1.training_record(info)["total_steps"] == 2168
+    assert table1.training_record({"training": {"steps": 50}})["total_steps"] == 50
 
 
 def test_subset_is_evenly_spaced(table1):
