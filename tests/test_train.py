@@ -89,3 +89,56 @@ def test_global_batch_must_divide_over_processes(tiny_corpus, tmp_path, monkeypa
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(TrainingError, match="does not divide over 3 processes"):
         train(tiny_corpus, tmp_path / "r", preset("tiny"), cfg(batch_size=8), progress=False)
+
+
+def test_init_from_starts_at_the_checkpoints_weights_and_records_it(tiny_corpus, tmp_path):
+    first = tmp_path / "first"
+    train(tiny_corpus, first, preset("tiny"), cfg(steps=20), progress=False, log=lambda s: None)
+    source = load_checkpoint(first / "best.safetensors")
+    # lr so small that one Adam step (at most lr per weight) leaves the weights as loaded to 1e-9
+    logs = []
+    second = tmp_path / "second"
+    train(tiny_corpus, second, preset("tiny"), cfg(steps=1, lr=1e-12, init_from=str(first / "best.safetensors")),
+          progress=False, log=logs.append)
+    assert "Weights from" in logs[0] and "20 steps before this run" in logs[0]
+    got = load_checkpoint(second / "last.safetensors")
+    for name, value in source.state_dict().items():
+        torch.testing.assert_close(got.state_dict()[name], value, atol=1e-9, rtol=0, msg=name)
+    record = got.info["training"]
+    assert record["steps"] == 1  # this run's own steps; the source's are in init_from
+    assert record["init_from"]["steps"] == 20 and record["init_from"]["same_corpus"] is True
+    assert record["init_from"]["valid_elbo_per_sequence"] == pytest.approx(
+        source.info["training"]["valid_elbo_per_sequence"])
+    # validated before the first update (step 0): the source's own validation ELBO (same weights, windows, noise)
+    valid = [(r["step"], r["valid_elbo_per_sequence"]) for r in rows(second) if "valid_elbo_per_sequence" in r]
+    assert valid[0][0] == 0
+    assert valid[0][1] == pytest.approx(source.info["training"]["valid_elbo_per_sequence"], rel=1e-5)
+
+
+def test_init_from_keeps_the_starting_weights_as_best_when_training_only_hurts(tiny_corpus, tmp_path):
+    first = tmp_path / "first"
+    train(tiny_corpus, first, preset("tiny"), cfg(steps=20), progress=False, log=lambda s: None)
+    second = tmp_path / "second"
+    # lr 1.0: every update wrecks the model, so the best validation ELBO is the one before the first update
+    train(tiny_corpus, second, preset("tiny"), cfg(steps=3, lr=1.0, init_from=str(first / "best.safetensors")),
+          progress=False, log=lambda s: None)
+    valid = [r["valid_elbo_per_sequence"] for r in rows(second) if "valid_elbo_per_sequence" in r]
+    assert valid[-1] < valid[0]
+    best = load_checkpoint(second / "best.safetensors")
+    assert best.info["training"]["state"]["best_step"] == 0
+    source = load_checkpoint(first / "best.safetensors")
+    for name, value in source.state_dict().items():
+        torch.testing.assert_close(best.state_dict()[name], value, atol=0, rtol=0, msg=name)
+
+
+def test_init_from_refuses_another_model_and_a_bad_file(tiny_corpus, tmp_path):
+    first = tmp_path / "first"
+    train(tiny_corpus, first, preset("tiny"), cfg(steps=2), progress=False, log=lambda s: None)
+    with pytest.raises(TrainingError, match=r"family 'vrnn-gauss' \(this run: 'rnn-gauss'\)"):
+        train(tiny_corpus, tmp_path / "other", preset("tiny", "rnn-gauss"),
+              cfg(steps=1, init_from=str(first / "last.safetensors")), progress=False, log=lambda s: None)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="junk.safetensors"):
+        train(tiny_corpus, tmp_path / "third", preset("tiny"), cfg(steps=1, init_from=str(junk)),
+              progress=False, log=lambda s: None)

@@ -185,6 +185,20 @@ def frame(waveform: np.ndarray, frame_size: int = FRAME_SIZE) -> np.ndarray:
     return waveform[..., :n].reshape(*waveform.shape[:-1], n // frame_size, frame_size)
 
 
+def frame_rms_dbfs(waveform: np.ndarray, frame_size: int = FRAME_SIZE, floor_db: float = -200.0) -> np.ndarray:
+    """Loudness of each non-overlapping frame (as `frame`): 20 log10(RMS) in dBFS, full scale = 1.0.
+
+    waveform [..., N] float in [-1, 1] -> float64 [..., N // frame_size]. RMS = sqrt(mean of x^2) over the
+    frame's samples, so a constant 0.1 reads -20 dBFS and a full-scale sine -3.01 dBFS (no +3 dB sine
+    correction). Digital silence reads `floor_db`. Computed in float64 (an int16 corpus's quietest frames are
+    near -90 dBFS).
+    """
+    x = frame(np.asarray(waveform, dtype=np.float64), frame_size)  # [..., T, F]
+    rms = np.sqrt(np.mean(x * x, axis=-1))  # [..., T]
+    with np.errstate(divide="ignore"):
+        return np.maximum(20.0 * np.log10(rms), floor_db)
+
+
 def unframe(frames: np.ndarray) -> np.ndarray:
     """Inverse of `frame`: [..., T, F] -> [..., T * F]."""
     return frames.reshape(*frames.shape[:-2], frames.shape[-2] * frames.shape[-1])

@@ -1,5 +1,6 @@
 """The training loop as a function: Adam, global gradient-norm clipping before the step, 0.5 s
-windows, validation ELBO after each epoch, best/last checkpoints, JSON-lines metrics, resume.
+windows, validation ELBO after each epoch (and before the first update of an --init-from run), best/last
+checkpoints, JSON-lines metrics, resume.
 
 Runs single-process on CPU or one GPU, or data-parallel under `torchrun` (`vrnn.distrib`:
 DistributedDataParallel, NCCL on GPUs, gloo on CPU). Everything random depends only on (seed, step)
@@ -91,7 +92,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, model_config: ModelCo
     metrics.jsonl rows: every METRICS_EVERY steps and every skipped step, {"step", "epoch",
     "train_elbo_per_sequence", "train_elbo_per_frame", "kl_per_frame", "grad_norm", "finite",
     "skipped_steps", "wall_time_s", "audio_seconds_seen"} (averages over the global batch);
-    after every epoch and at the end {"step", "epoch", "valid_elbo_per_sequence",
+    after every epoch, at the end (and at step 0 of an --init-from run) {"step", "epoch", "valid_elbo_per_sequence",
     "valid_elbo_per_frame", "best", "wall_time_s"}.
 
     Returns a summary dict (steps, epochs, wall time, best validation ELBO per sequence, skipped
@@ -152,6 +153,8 @@ def _train(data: Path, out: Path, model_config: ModelConfig, cfg: TrainConfig, r
             files.save(files.best, model, state, valid_elbo=v)
         files.save_last(model, state, opt, valid_elbo=v)
 
+    if init and state.step == 0:
+        end_of_epoch_or_run()  # the starting weights are a candidate too: best-by-validation over the whole history
     bar = tqdm(total=cfg.steps, initial=state.step, desc="train", unit="step",
                disable=not (progress and distrib.is_main()))
     bad_streak = 0
@@ -346,6 +349,7 @@ def init_weights(model: VRNN, path: str | os.PathLike, corpus: Corpus | None = N
             "same_corpus": corpus is not None and fingerprint == corpus.meta["fingerprint"]}
 
 
+@torch.no_grad()
 def clip_weight_rows_(model: VRNN, max_norm: float) -> None:
     """Scale every row of every feed-forward weight and of the LSTM's input weight (one unit's incoming
     weights, torch's [out, in] layout) down to L2 norm `max_norm` where it is longer: w * min(n, max) /
