@@ -3,9 +3,10 @@
 The model runs once per (checkpoint, clip); everything below it is an `st.fragment` that reruns alone when a
 row is toggled, the view moves or a stretch is selected, from cached float32 arrays, a cached spectrogram and
 cached WAV bytes: no model pass, no recomputation. Two fragments inside it rerun alone for their own controls:
-the score table (the tolerance) and the latent trajectory (projection, dimensions). The view (slider) zooms every row; a stretch dragged on the
-figure (plotly box select) is the selection: it plays, and a double click clears it. A selection belongs to
-the figure it was drawn on (Streamlit forgets a chart's selection when the chart changes).
+the score table (the tolerance) and the latent trajectory (projection, dimensions). The view (slider) zooms
+every row; a stretch dragged on the figure (plotly box select) is the selection: it plays, and a double click
+clears it. A selection belongs to the figure it was drawn on (Streamlit forgets a chart's selection when the
+chart changes).
 """
 
 import numpy as np
