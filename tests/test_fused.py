@@ -249,3 +249,5 @@ def test_generation_from_a_given_state_matches_readable_model(family, threads):
     assert not torch.allclose(b, m.sample(11, 2, noise=noise))
     zeros = tuple(torch.zeros(2, m.config.h_dim) for _ in range(2))
     torch.testing.assert_close(m.sample(11, 2, noise=noise, state=zeros), m.sample(11, 2, noise=noise), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="shape"):
+        fast(m, threads).sample(11, 2, noise=noise, state=(state[0][:1], state[1][:1]))

@@ -145,3 +145,5 @@ def test_sample_starts_from_a_given_state(family):
     x = m.sample(7, 2, noise=noise(), state=state)
     assert x.shape == (2, 7, m.config.x_dim) and not torch.allclose(x, m.sample(7, 2, noise=noise()))
     assert torch.all(state[0] == 0.5) and torch.all(state[1] == -0.5)
+    with pytest.raises(ValueError, match="shape"):
+        m.sample(7, 2, noise=noise(), state=(state[0][:1], state[1][:1]))  # one state for a batch of two

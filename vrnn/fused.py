@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .distributions import gaussian_kl, gaussian_log_prob, std_from_raw
-from .model import VRNN, VRNNOutput, gaussian_params, generation_noise
+from .model import VRNN, VRNNOutput, check_state, gaussian_params, generation_noise
 
 BLOCK_FRAMES = 256  # steps per block of a long input (3.2 s): bounds the batched activations' memory
 SPLIT_MIN_BYTES = 2**20  # loop weights at least this large are split into column blocks (when threads > 1)
@@ -241,6 +241,7 @@ class FusedVRNN(nn.Module):
         m, c = self.model, self.config
         H, Z, X = c.h_dim, c.z_dim, c.x_dim
         dev, dtype = m.x_mean.device, m.rnn.weight_hh.dtype
+        check_state(state, batch_size, H)
         if noise is None:
             noise = generation_noise(c, n_frames, batch_size, generator, output_noise, dev, dtype)
         eps_z, gumbel, eps_x = (None if n is None else n.unbind(0)  # T x [B, .] each

@@ -277,10 +277,12 @@ class VRNN(nn.Module):
         so a seed gives the same audio here and in `vrnn.fused`; or pass `noise`.
 
         state: (h_0, c_0), [B, H] each, the LSTM's output and cell to start from, e.g. the state after
-        conditioning on a clip (`vrnn.latent.listen(...).state`); zeros by default. B must be `batch_size`.
+        conditioning on a clip (`vrnn.latent.listen(...).state`); zeros by default. Raises ValueError when
+        its shape is not [batch_size, h_dim].
         """
         c = self.config
         dev, dtype = self.x_mean.device, self.rnn.weight_hh.dtype
+        check_state(state, batch_size, c.h_dim)
         if noise is None:
             noise = generation_noise(c, n_frames, batch_size, generator, output_noise, dev, dtype)
         if state is None:
@@ -316,6 +318,14 @@ class VRNN(nn.Module):
         else:
             mu, sigma = params
         return mu if eps_t is None else mu + sigma * eps_t
+
+
+def check_state(state: tuple[torch.Tensor, torch.Tensor] | None, batch_size: int, h_dim: int) -> None:
+    """ValueError unless `state` is None or (h, c) of shape [batch_size, h_dim] each (a wrong batch would
+    otherwise broadcast against the noise without a word)."""
+    if state is not None and any(tuple(s.shape) != (batch_size, h_dim) for s in state):
+        raise ValueError(f"the state to sample from must be (h, c) of shape [{batch_size}, {h_dim}] each "
+                         f"(batch_size, h_dim), got {[tuple(s.shape) for s in state]}.")
 
 
 @dataclass
