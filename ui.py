@@ -475,6 +475,30 @@ def continuation(ref: CheckpointRef, model: vrnn.VRNN, clip: Clip, at: float, se
                 lambda: continue_clip(model, clip.waveform, at, seconds, seed, progress=progress_bar("Continuing")))
 
 
+# A placeholder that asks for a rerun of the fragment it is in once the browser has painted the page around it:
+# two animation frames after it is mounted (the first runs before that paint, the second after it), it sets a
+# trigger value, which reruns its fragment like any widget inside one. Its JavaScript is ours, fixed text.
+_AFTER_PAINT_JS = """
+export default function ({ setTriggerValue, parentElement, data }) {
+    const box = document.createElement('div');
+    box.style.height = `${data.height}px`;
+    parentElement.appendChild(box);
+    let frame = requestAnimationFrame(() => { frame = requestAnimationFrame(() => setTriggerValue('painted', true)); });
+    return () => { cancelAnimationFrame(frame); box.remove(); };
+}
+"""
+_after_paint = None
+
+
+def after_paint(key: str, height: int) -> None:
+    """Hold `height` px of the page and rerun the calling fragment once the browser has painted what is above:
+    work that is not on the screen yet (below the fold) can be drawn after what is, instead of before it."""
+    global _after_paint
+    if _after_paint is None:
+        _after_paint = st.components.v2.component("vrnn_after_paint", js=_AFTER_PAINT_JS)
+    _after_paint(key=key, data={"height": int(height)}, on_painted_change=lambda: None)
+
+
 @st.cache_resource(show_spinner=False)
 def _memo_store() -> tuple[dict, threading.Lock]:
     return {}, threading.Lock()

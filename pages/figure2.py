@@ -20,6 +20,8 @@ from vrnn.plots import figure2, hear_figure, trajectory_figure, vlines
 from vrnn.segplots import add_peaks, add_reference
 
 FIG_ROW_PX = 130  # plot height of each main row: the three rows fit a 1400 x 900 window with the controls
+TRAJ_PX = 420  # height of the latent trajectory (trajectory_figure's default), held while it waits to be drawn
+TRAJ_DRAWN = "_trajectory_drawn"  # session: the (checkpoint, clip) pairs whose trajectory has been drawn
 
 st.title("Figure 2")
 
@@ -146,6 +148,11 @@ def trajectory(highlight: tuple[float, float] | None) -> None:
                     key="traj_proj", help="Fixed: the same axes for every clip of this checkpoint, fitted on its "
                     "training windows, so clips compare.")
     dims = 3 if t2.radio("Dimensions", ["2-D", "3-D"], horizontal=True, key="traj_dims") == "3-D" else 2
+    drawn = st.session_state.setdefault(TRAJ_DRAWN, set())
+    if (ref.key, clip.digest) not in drawn:  # first sight of this clip's trajectory: below the fold, so it is
+        drawn.add((ref.key, clip.digest))    # drawn in a rerun of this fragment once Figure 2 is on the screen
+        ui.after_paint(f"traj_after_{clip.digest[:16]}", TRAJ_PX)
+        return
     proj = ui.clip_projection(ref, clip, a) if kind.startswith("PCA") else ui.checkpoint_projection(ref, model)
     if proj is None:
         st.info("No fixed projection for this checkpoint: it has no projection file and there are no example "
@@ -159,7 +166,7 @@ def trajectory(highlight: tuple[float, float] | None) -> None:
     phones = tuple(segments) if segments else None  # the colours depend on the labels, not only on having some
     fig = ui.memo("trajectory", (ref.key, clip.digest, kind, dims, highlight, proj.source, phones), 32,
                   lambda: trajectory_figure(post[:, :dims], prior[:, :dims], a.times, highlight=highlight,
-                                            labels=labels, axis_names=names))
+                                            labels=labels, axis_names=names, height=TRAJ_PX))
     ui.plotly(fig, key="trajectory")
     st.caption(f"Projection fitted on {proj.source}; the percentages are the variance along each axis there. "
                + ("Coloured by reference phone." if labels else "Coloured by time.")
