@@ -461,7 +461,26 @@ def test_selected_range_from_a_dragged_box():
 
 # -- latent trajectory and what the model hears ------------------------------------------------------------------
 
+def test_trajectory_is_drawn_after_figure2_the_first_time(at):
+    """The first time a clip is shown, the trajectory (below the fold) holds its place with an after-paint
+    placeholder, which reruns the trajectory's fragment once the browser has painted Figure 2 (tests/test_browser.py
+    checks that in a browser); the next run draws it, and from then on it is drawn at once."""
+    assert not [f for f in all_figures(at) if f["layout"].get("meta", {}).get("dims")]
+    assert len(at.get("bidi_component")) == 1 and len(figures(at)) == 1  # Figure 2 is drawn in the first run
+    at.run()
+    assert_clean(at)
+    assert len([f for f in all_figures(at) if f["layout"].get("meta", {}).get("dims")]) == 1
+    assert not at.get("bidi_component")
+    at.toggle(key="row_mel").set_value(True).run()  # a later run draws it at once
+    assert len([f for f in all_figures(at) if f["layout"].get("meta", {}).get("dims")]) == 1
+    upload(at, "other.wav", wav_bytes(np.sin(np.arange(16_000) / 9.0).astype(np.float32) * 0.3))
+    assert not [f for f in all_figures(at) if f["layout"].get("meta", {}).get("dims")]  # a new clip: after paint
+    at.run()
+    assert len([f for f in all_figures(at) if f["layout"].get("meta", {}).get("dims")]) == 1
+
+
 def test_trajectory_follows_projection_dimensions_and_selection(at):
+    at.run()  # the trajectory is drawn from the second run on (after Figure 2 is painted, in a browser)
     figs = all_figures(at)
     traj = [f for f in figs if f["layout"].get("meta", {}).get("dims")]
     assert len(traj) == 1 and traj[0]["layout"]["meta"]["dims"] == 2
@@ -543,7 +562,7 @@ def test_trajectory_is_coloured_by_reference_phones_from_a_textgrid(app_env, tmp
     write_textgrid(Reference([Segment(0.0, 0.6, "sil"), Segment(0.6, 1.2, "ah"), Segment(1.2, 2.0, "s")], 2.0),
                    tmp_path / "clip0.TextGrid")
     monkeypatch.setenv("VRNN_EXAMPLES", str(tmp_path))
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run().run()  # drawn from the second run on
     assert_clean(at)
     (traj,) = [f for f in all_figures(at) if f["layout"].get("meta", {}).get("dims")]
     names = [d["name"] for d in traj["data"] if d.get("showlegend")]

@@ -197,6 +197,41 @@ def test_upload_of_30_s_clip_is_drawn(server, page, tmp_path):
     assert x_end(page) == pytest.approx(30.0, abs=0.0125)
 
 
+def test_trajectory_is_drawn_after_figure2_without_an_input(server, page, tmp_path):
+    """A new clip: the script run that draws Figure 2 ends with the trajectory's place held (an after-paint
+    placeholder of its height); once the browser has painted, the trajectory's fragment reruns by itself and
+    draws it, the placeholder gone; a later run draws it at once."""
+    from conftest import speechlike
+
+    clip = wav_file(tmp_path / "later.wav", speechlike(6.0))
+    page.goto(server)
+    expect(page.locator(".js-plotly-plot").nth(1)).to_be_visible()  # the example clip's, drawn after paint too
+    settle(page)
+    page.evaluate("""() => { window.__seen = []; const seen = () => {  // per frame: Figure 2's end, trajectory?
+        const g = [...document.querySelectorAll('.js-plotly-plot')];
+        window.__seen.push([g.length && g[0].layout ? g[0].layout.xaxis.range[1] : null,
+                            g.some(d => d.layout && d.layout.meta && 'dims' in d.layout.meta),
+                            !!document.querySelector('[data-test-script-state="notRunning"]')]);
+        requestAnimationFrame(seen); }; requestAnimationFrame(seen); }""")
+    upload(page, clip)
+    page.wait_for_function("""() => document.querySelectorAll('.js-plotly-plot').length === 2
+        && document.querySelectorAll('.js-plotly-plot')[1].layout.meta.dims === 2
+        && Math.abs(document.querySelectorAll('.js-plotly-plot')[0].layout.xaxis.range[1] - 6.0) < 0.02""",
+                           timeout=TIMEOUT_MS)
+    settle(page)
+    assert_no_exception(page)
+    seen = page.evaluate("window.__seen")
+    # some frame showed the new Figure 2 without a trajectory (its place held), before the one that has both
+    first_new = next(i for i, (end, _, _) in enumerate(seen) if end is not None and abs(end - 6.0) < 0.02)
+    assert not seen[first_new][1]
+    assert page.locator('[data-testid="stBidiComponent"], .stBidiComponent').count() == 0  # the placeholder gone
+    traj = page.locator(".js-plotly-plot").nth(1)
+    assert traj.locator(".scatterlayer .trace").count() >= 4
+    page.get_by_text("3-D").click()  # a later run: drawn at once
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')[1].layout.meta.dims === 3")
+    assert_no_exception(page)
+
+
 def test_upload_names_are_shown_as_typed_not_as_markdown(server, page, tmp_path):
     """Issue 15, reproduction 7: a file named like a Markdown link (and bold, a colour directive, LaTeX) is
     shown as typed in the error and in the caption, with no link, bold or colour made of it."""
