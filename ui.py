@@ -622,14 +622,10 @@ def frames_csv(a: vrnn.Analysis) -> bytes:
     return a.to_csv().encode()
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _frames_csv(ckpt_key: str, clip_digest: str, _a: vrnn.Analysis) -> bytes:
-    return frames_csv(_a)
-
-
-def frames_csv_for(ref: CheckpointRef, clip: Clip, a: vrnn.Analysis) -> bytes:
-    """`frames_csv` of the analysis of `clip` under `ref`, built once (a 10-minute clip has 48,000 rows)."""
-    return _frames_csv(ref.key, clip.digest, a)
+def frames_csv_for(ref: CheckpointRef, clip: Clip, a: vrnn.Analysis):
+    """`frames_csv` of the analysis of `clip` under `ref` as a function for st.download_button's deferred `data`:
+    the table (a 10-minute clip has 48,000 rows) is built when the button is clicked, not with every new clip."""
+    return lambda: frames_csv(a)
 
 
 def model_summary(ref: CheckpointRef, model: vrnn.VRNN) -> dict:

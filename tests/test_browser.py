@@ -232,6 +232,21 @@ def test_trajectory_is_drawn_after_figure2_without_an_input(server, page, tmp_pa
     assert_no_exception(page)
 
 
+def test_csv_download_is_built_on_click(server, page):
+    """The per-frame table is built when its button is clicked (deferred data), not with every new clip."""
+    page.goto(server)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    settle(page)
+    n_frames = int(page.evaluate("() => document.querySelector('.js-plotly-plot').layout.xaxis.range[1]") / 0.0125
+                   + 0.5)
+    with page.expect_download(timeout=TIMEOUT_MS) as info:
+        page.get_by_role("button", name="Download the per-frame table (CSV)").click()
+    rows = Path(info.value.path()).read_text().splitlines()
+    assert info.value.suggested_filename.endswith("-frames.csv")
+    assert rows[0] == "time_s,delta_t,kl_t_nats,log_px_t_nats" and len(rows) == n_frames + 1
+    assert_no_exception(page)
+
+
 def test_upload_names_are_shown_as_typed_not_as_markdown(server, page, tmp_path):
     """Issue 15, reproduction 7: a file named like a Markdown link (and bold, a colour directive, LaTeX) is
     shown as typed in the error and in the caption, with no link, bold or colour made of it."""
