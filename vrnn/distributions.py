@@ -46,7 +46,8 @@ def gaussian_kl_per_dim(mu_q: torch.Tensor, sigma_q: torch.Tensor, mu_p: torch.T
     """Closed-form KL(q || p) between diagonal Gaussians, one term per dimension.
 
     KL_d = log(sigma_p / sigma_q) + (sigma_q^2 + (mu_q - mu_p)^2) / (2 sigma_p^2) - 1/2
-    (Chung et al. 2015, eq. (10), with q the approximate posterior and p the prior.)
+    (the KL term of Chung et al. 2015, eq. (11), with q the approximate posterior of eqs. (9)-(10) and p the
+    prior of eq. (5).)
 
     All arguments [..., Z] (broadcastable). Returns [..., Z] in nats, >= 0.
     """
