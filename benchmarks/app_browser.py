@@ -3,6 +3,7 @@
     python benchmarks/app_browser.py                          # 30 s clip, bundled checkpoints, 3 rounds
     python benchmarks/app_browser.py --seconds 600 --rounds 1 # a 10-minute clip; prints the server's peak RSS
     python benchmarks/app_browser.py --checkpoints DIR        # other checkpoints (VRNN_CHECKPOINTS)
+    python benchmarks/app_browser.py --upload-only --uploads 6 # the upload alone, 6 times (a fresh page each)
     git archive HEAD~3 | tar -x -C /tmp/before                # before/after, alternated interaction by
     python benchmarks/app_browser.py --ab /tmp/before         #   interaction ('A' = before, 'B' = this checkout)
 
@@ -16,6 +17,9 @@ The clip is real speech: the bundled example clips end to end, repeated to the l
 segmentation (their TextGrids laid end to end the same way, uploaded as CSV) for the tolerance steps.
 Interactions: each extra row on and off, a drag-selection and the double click that clears it, a step of the
 view slider and back, the trajectory's projection (fixed, then PCA), then the scoring tolerance up and down.
+After an upload it also prints the time to the whole page (the latent trajectory below the fold drawn too: the
+app draws it after Figure 2 is on the screen). `--uploads N` uploads N clips of the same length and other content
+(the speech started 1 s later each time, so the model runs each time), each on a freshly loaded page.
 Target (issue 14): each interaction under 300 ms for a 30 s clip, the first time as well as later; upload to
 figure under 2 s. The server's resident memory (now and peak, from /proc) is printed at the end.
 """
