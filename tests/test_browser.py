@@ -329,6 +329,17 @@ def figure2_box(pg) -> tuple[float, float, float, float]:
         return [b.left + xa._offset, b.top + ya._offset, xa._length, ya._length]; }""")
 
 
+def drag_across_figure2(pg, start: float = 0.25, end: float = 0.5) -> None:
+    """A box-select drag across Figure 2's first row, from `start` to `end` of its plot width (in three moves,
+    as a hand would)."""
+    x, y, w, h = figure2_box(pg)
+    pg.mouse.move(x + start * w, y + h / 2)
+    pg.mouse.down()
+    pg.mouse.move(x + (start + end) / 2 * w, y + h / 2, steps=3)
+    pg.mouse.move(x + end * w, y + h / 2, steps=3)
+    pg.mouse.up()
+
+
 def test_three_rows_fit_a_1400_by_900_window(server, browser):
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     pg = context.new_page()
@@ -374,12 +385,7 @@ def test_drag_selects_a_stretch_and_double_click_clears_it(server, page):
     expect(page.locator(".js-plotly-plot").first).to_be_visible()
     settle(page)
     expect(caption(page, "Playing the whole clip")).to_be_visible()
-    x, y, w, h = figure2_box(page)
-    page.mouse.move(x + 0.25 * w, y + h / 2)  # drag across the delta_t row from 0.5 s to 1.0 s of the 2 s clip
-    page.mouse.down()
-    page.mouse.move(x + 0.4 * w, y + h / 2, steps=3)
-    page.mouse.move(x + 0.5 * w, y + h / 2, steps=3)
-    page.mouse.up()
+    drag_across_figure2(page, 0.25, 0.5)  # across the delta_t row from 0.5 s to 1.0 s of the 2 s clip
     expect(caption(page, "Playing the selection")).to_be_visible()
     settle(page)
     text = caption(page, "Playing the selection").inner_text()
@@ -389,6 +395,7 @@ def test_drag_selects_a_stretch_and_double_click_clears_it(server, page):
     page.wait_for_function("() => (document.querySelectorAll('.js-plotly-plot')[1].layout.meta.highlight || [])"
                            ".length === 2")
     assert traj.evaluate("g => g.layout.meta.highlight")[0] == pytest.approx(lo)
+    x, y, w, h = figure2_box(page)
     page.mouse.dblclick(x + 0.75 * w, y + h / 2)
     expect(caption(page, "Playing the whole clip")).to_be_visible()
     settle(page)

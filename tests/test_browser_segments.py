@@ -11,8 +11,8 @@ from test_browser import (  # noqa: F401 (browser, page, playwright: fixtures)
     assert_no_exception,
     browser,
     caption,
+    drag_across_figure2,
     expect,
-    figure2_box,
     page,
     playwright,
     pytestmark,
@@ -70,12 +70,7 @@ def test_tolerance_updates_the_table_alone(server, page):  # noqa: F811 (the fix
     expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
     expect(caption(page, "Scores at 20 ms")).to_be_visible()
     settle(page)
-    x, y, w, h = figure2_box(page)
-    page.mouse.move(x + 0.25 * w, y + h / 2)
-    page.mouse.down()
-    page.mouse.move(x + 0.4 * w, y + h / 2, steps=3)
-    page.mouse.move(x + 0.5 * w, y + h / 2, steps=3)
-    page.mouse.up()
+    drag_across_figure2(page, 0.25, 0.5)
     expect(caption(page, "Playing the selection")).to_be_visible()
     settle(page)
     # mark the drawn figures: a figure drawn again is a new graph div (Streamlit remounts a changed chart)
