@@ -148,16 +148,40 @@ def score_sequences(model: VRNN, chunks: np.ndarray | torch.Tensor, samples: int
     return score_each_sequence(model, chunks, samples, batch_size, seed, progress, fast).summary()
 
 
+def _chunk_frame_dbfs(chunks: np.ndarray, n_frames: int, frame_size: int | None) -> np.ndarray:
+    """float64 [S, n_frames]: `vrnn.audio.frame_rms_dbfs` of raw waveforms [S, n_frames * F], F = frame_size
+    (default: the waveform length / n_frames). Raises ValueError when the lengths do not match."""
+    chunks = np.asarray(chunks)
+    F = frame_size or chunks.shape[-1] // n_frames
+    if F * n_frames != chunks.shape[-1]:
+        raise ValueError(f"{n_frames} frames of {F} samples do not make a waveform of {chunks.shape[-1]} samples.")
+    return frame_rms_dbfs(chunks, F)
+
+
+def _scores_and_dbfs(frame_scores: np.ndarray, chunks: np.ndarray,
+                     frame_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 [S, T] frame_scores, float64 [S, T] dBFS of the frame each scores), shapes checked."""
+    scores = np.asarray(frame_scores, dtype=np.float64)
+    if scores.ndim != 2 or np.ndim(chunks) != 2 or np.shape(chunks)[0] != scores.shape[0]:
+        raise ValueError(f"frame_scores [S, T] and chunks [S, N] must have the same S; got {scores.shape} and "
+                         f"{np.shape(chunks)}.")
+    return scores, _chunk_frame_dbfs(chunks, scores.shape[1], frame_size)
+
+
+def _part(scores: np.ndarray, mask: np.ndarray) -> dict:
+    """{"frames", "share", "mean_per_frame" (None if empty), "per_sequence"} of the frames in `mask` [S, T]."""
+    S, T = scores.shape
+    n = int(mask.sum())
+    return {"frames": n, "share": n / (S * T), "mean_per_frame": float(scores[mask].mean()) if n else None,
+            "per_sequence": float(scores[mask].sum() / S)}
+
+
 def near_silent_frames(chunks: np.ndarray, n_frames: int, threshold_db: float = NEAR_SILENT_DBFS,
                        frame_size: int | None = None) -> np.ndarray:
     """bool [S, n_frames]: which frames of the raw waveforms `chunks` [S, n_frames * F] (in [-1, 1], before the
     model's normalisation) are near-silent, i.e. have RMS (`vrnn.audio.frame_rms_dbfs`) below `threshold_db`.
     F = frame_size (default: the waveform length / n_frames). Raises ValueError when the lengths do not match."""
-    chunks = np.asarray(chunks)
-    F = frame_size or chunks.shape[-1] // n_frames
-    if F * n_frames != chunks.shape[-1]:
-        raise ValueError(f"{n_frames} frames of {F} samples do not make a waveform of {chunks.shape[-1]} samples.")
-    return frame_rms_dbfs(chunks, F) < threshold_db
+    return _chunk_frame_dbfs(chunks, n_frames, frame_size) < threshold_db
 
 
 def loudness_split(frame_scores: np.ndarray, chunks: np.ndarray, threshold_db: float = NEAR_SILENT_DBFS,
@@ -173,19 +197,9 @@ def loudness_split(frame_scores: np.ndarray, chunks: np.ndarray, threshold_db: f
     "per_sequence": sum of its frames' scores / S}. The two "per_sequence" values add up to the mean of
     frame_scores.sum(1). Raises ValueError when the shapes do not match.
     """
-    scores = np.asarray(frame_scores, dtype=np.float64)
-    chunks = np.asarray(chunks)
-    if scores.ndim != 2 or chunks.ndim != 2 or chunks.shape[0] != scores.shape[0]:
-        raise ValueError(f"frame_scores [S, T] and chunks [S, N] must have the same S; got {scores.shape} and "
-                         f"{chunks.shape}.")
-    S, T = scores.shape
-    quiet = near_silent_frames(chunks, T, threshold_db, frame_size)  # [S, T]
-    out = {"threshold_db": float(threshold_db)}
-    for name, mask in (("speech", ~quiet), ("near_silent", quiet)):
-        n = int(mask.sum())
-        out[name] = {"frames": n, "share": n / (S * T), "mean_per_frame": float(scores[mask].mean()) if n else None,
-                     "per_sequence": float(scores[mask].sum() / S)}
-    return out
+    scores, db = _scores_and_dbfs(frame_scores, chunks, frame_size)
+    quiet = db < threshold_db
+    return {"threshold_db": float(threshold_db), "speech": _part(scores, ~quiet), "near_silent": _part(scores, quiet)}
 
 
 def loudness_bands(frame_scores: np.ndarray, chunks: np.ndarray, edges_db: tuple[float, ...] | list[float],
@@ -197,26 +211,13 @@ def loudness_bands(frame_scores: np.ndarray, chunks: np.ndarray, edges_db: tuple
     infinite), "frames", "share", "mean_per_frame" (None if empty), "per_sequence"}.
     Raises ValueError for shapes that do not match or edges that do not increase.
     """
-    scores = np.asarray(frame_scores, dtype=np.float64)
     edges = [float(e) for e in edges_db]
     if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
         raise ValueError(f"edges_db must increase, got {edges}.")
-    if scores.ndim != 2 or np.ndim(chunks) != 2 or np.shape(chunks)[0] != scores.shape[0]:
-        raise ValueError(f"frame_scores [S, T] and chunks [S, N] must have the same S; got {scores.shape} and "
-                         f"{np.shape(chunks)}.")
-    S, T = scores.shape
-    F = frame_size or np.shape(chunks)[1] // T
-    if F * T != np.shape(chunks)[1]:
-        raise ValueError(f"{T} frames of {F} samples do not make a waveform of {np.shape(chunks)[1]} samples.")
-    db = frame_rms_dbfs(chunks, F)  # [S, T]
+    scores, db = _scores_and_dbfs(frame_scores, chunks, frame_size)
     band = np.searchsorted(np.asarray(edges), db, side="right")  # [S, T]: 0 below e_0, i for [e_{i-1}, e_i)
-    out = []
-    for i, (lo, hi) in enumerate(zip([None, *edges], [*edges, None], strict=True)):
-        m = band == i
-        n = int(m.sum())
-        out.append({"lo_db": lo, "hi_db": hi, "frames": n, "share": n / (S * T),
-                    "mean_per_frame": float(scores[m].mean()) if n else None, "per_sequence": float(scores[m].sum() / S)})
-    return out
+    return [{"lo_db": lo, "hi_db": hi, **_part(scores, band == i)}
+            for i, (lo, hi) in enumerate(zip([None, *edges], [*edges, None], strict=True))]
 
 
 @dataclass
