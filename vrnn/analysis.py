@@ -253,7 +253,8 @@ _PER_FRAME = ("delta", "kl", "log_px", "z_mean", "z_std", "prior_mean", "prior_s
 
 @torch.inference_mode()
 def generate(model: VRNN, seconds: float = 3.0, seed: int = 0, n_samples: int = 1,
-             output_noise: bool = True, fast: bool = True, threads: int | None = None) -> np.ndarray:
+             output_noise: bool = True, fast: bool = True, threads: int | None = None,
+             state: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
     """Sample speech-like audio from the model (Chung et al. 2015, Figure 3).
 
     z_t comes from the prior p(z_t | h_{t-1}) and x_t from p(x_t | z_t, h_{t-1}); the result is
@@ -262,8 +263,10 @@ def generate(model: VRNN, seconds: float = 3.0, seed: int = 0, n_samples: int = 
     `model.sample`; both draw the same noise for a seed and give the same audio. output_noise=False takes
     the decoder's mean for each x_t instead of a draw (not the paper's samples: no output noise). threads:
     CPU threads for up to SPLIT_MAX_BATCH samples (default `vrnn.fused.default_threads()`: 1, or
-    VRNN_THREADS); larger batches keep torch's setting. Raises ValueError for a length that is not a
-    positive finite number, or n_samples < 1.
+    VRNN_THREADS); larger batches keep torch's setting. state: (h_0, c_0), [n_samples, H] each, the LSTM
+    state to start from (e.g. after conditioning on a clip: `vrnn.latent.continue_clip`); zeros by default.
+    Raises ValueError for a length that is not a positive finite number, n_samples < 1, or a state of
+    another shape.
     """
     if not (isinstance(seconds, numbers.Real) and math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"seconds must be a positive finite number, got {seconds!r}.")
@@ -276,6 +279,6 @@ def generate(model: VRNN, seconds: float = 3.0, seed: int = 0, n_samples: int = 
     net = FusedVRNN(model, threads=n) if fast else model
     small = device.type == "cpu" and n_samples <= SPLIT_MAX_BATCH
     with intra_op_threads(n if small else None):
-        x = net.sample(n_frames, batch_size=n_samples, generator=gen, output_noise=output_noise)  # [B, T, X]
+        x = net.sample(n_frames, batch_size=n_samples, generator=gen, output_noise=output_noise, state=state)  # [B, T, X]
     audio = model.denormalize(x).reshape(n_samples, -1).float().cpu().numpy()
     return audio[0] if n_samples == 1 else audio

@@ -8,7 +8,7 @@
 `listen` (behind `reconstruct` and the conditioning of `continue_clip`) runs the model one frame at a time
 with its public parts (`VRNN.step`, `prior_params`, `decoder_params`; Chung et al. 2015, eqs. (5)-(9)),
 because `VRNN.forward` returns neither the decoder's parameters nor the LSTM state; `continue_clip` then
-samples with `VRNN.sample(state=...)` (or its fused twin) from that state. tests/test_latent.py checks the
+samples with `generate(state=...)` (`VRNN.sample` or its fused twin) from that state. tests/test_latent.py checks the
 loop against `VRNN.forward` (KL_t, log p(x_t | .), posterior means) and the continuation from t = 0 against
 `generate` with the same seed, so a change of the model shows up there. No Streamlit, no files here except `Projection.save`/`load`.
 """
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .analysis import generate
 from .audio import FRAME_SIZE, SAMPLE_RATE, AudioError, frame
 from .distributions import gaussian_kl
-from .fused import FusedVRNN, inference_threads, intra_op_threads
 from .model import VRNN
 
 Progress = Callable[[int, int], None]  # called as progress(frames_done, frames_total)
@@ -217,7 +217,7 @@ def continue_clip(model: VRNN, waveform: np.ndarray, at: float, seconds: float, 
     """Condition on the clip up to `at` seconds, then sample from the prior onward (Chung et al. 2015, sec. 3.2).
 
     The first floor(at / 12.5 ms) frames are teacher-forced along the posterior mean (`listen`); from that
-    LSTM state `VRNN.sample(state=...)` draws each new frame's z_t ~ p(z_t | h_{t-1}), x_t ~ p(x_t | z_t,
+    LSTM state `generate(state=...)` draws each new frame's z_t ~ p(z_t | h_{t-1}), x_t ~ p(x_t | z_t,
     h_{t-1}) (its mean if output_noise=False) and feeds both back, with the random numbers drawn from
     torch.Generator().manual_seed(seed) as `generate` draws them: the same seed gives the same audio, and at = 0
     gives exactly `generate`'s audio. `fast` and `threads` as in `generate` (the fused loop, or the readable
@@ -232,9 +232,7 @@ def continue_clip(model: VRNN, waveform: np.ndarray, at: float, seconds: float, 
         raise ValueError(f"seconds must be positive, got {seconds}.")
     if at < 0:
         raise ValueError(f"the continuation point must be >= 0 s, got {at}.")
-    c = model.config
-    dev = model.x_mean.device
-    X = c.x_dim
+    X = model.config.x_dim
     n_prefix = int(np.floor(at * SAMPLE_RATE / X + 1e-9))
     n_new = max(1, int(round(seconds * SAMPLE_RATE / X)))
     w = _check(waveform, X)
@@ -244,14 +242,11 @@ def continue_clip(model: VRNN, waveform: np.ndarray, at: float, seconds: float, 
     if n_prefix > 0:
         told = None if progress is None else (lambda done, _: progress(done, total))
         state = listen(model, w, n_prefix, progress=told).state  # [1, H] each
-    n = threads or inference_threads(1, dev)
-    net = FusedVRNN(model, threads=n) if fast else model
-    gen = torch.Generator(device=dev).manual_seed(int(seed))
-    with intra_op_threads(n if dev.type == "cpu" else None):
-        x = net.sample(n_new, 1, generator=gen, output_noise=output_noise, state=state)  # [1, T, X]
+    audio = generate(model, seconds, seed=int(seed), output_noise=output_noise, fast=fast, threads=threads,
+                     state=state)
     if progress is not None:
         progress(total, total)
-    return model.denormalize(x).reshape(-1).float().cpu().numpy()
+    return audio
 
 
 def frame_labels(times: np.ndarray, segments: Sequence[tuple[float, float, str]]) -> list[str]:
