@@ -537,14 +537,9 @@ def progress_bar(what: str):
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _metrics(path: str, mtime_ns: int) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line being written right now
-    return rows
+    from vrnn.train import read_metrics
+
+    return read_metrics(path)  # skips a line being written right now
 
 
 def metrics(ref: CheckpointRef) -> list[dict] | None:

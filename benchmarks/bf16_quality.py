@@ -26,15 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 from vrnn import preset  # noqa: E402
 from vrnn.config import TrainConfig  # noqa: E402
-from vrnn.train import resolve_precision, train  # noqa: E402
+from vrnn.train import read_metrics, resolve_precision, train, valid_curve  # noqa: E402
 
 RUNS = {"fp32-s0": ("fp32", 0), "fp32-s1": ("fp32", 1), "bf16-s0": ("bf16", 0)}
 
 
-def valid_curve(run: Path) -> dict[int, float]:
-    """step -> validation ELBO per sequence, from run/metrics.jsonl."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return {r["step"]: r["valid_elbo_per_sequence"] for r in rows if "valid_elbo_per_sequence" in r}
 
 
 def compare(curves: dict[str, dict[int, float]], slack: float = 0.0) -> dict:
@@ -73,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
               progress=False, log=lambda s, name=name: print(f"[{name}] {s}", flush=True))
     if not all((out / n / "metrics.jsonl").is_file() for n in RUNS):
         return {}
-    result = compare({n: valid_curve(out / n) for n in RUNS}, args.slack)
+    result = compare({n: valid_curve(read_metrics(out / n / "metrics.jsonl")) for n in RUNS}, args.slack)
     for r in result["rows"]:
         print(f"step {r['step']:6d}: fp32 s0 {r['fp32_s0']:10.1f}  fp32 s1 {r['fp32_s1']:10.1f}  bf16 s0 "
               f"{r['bf16_s0']:10.1f}  {'within' if r['within'] else 'OUTSIDE'}")

@@ -9,13 +9,14 @@ training rows' mean gradient norm, and the wall time of its training steps (vali
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 
 def rows(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    from vrnn.train import read_metrics
+
+    return read_metrics(run / "metrics.jsonl")
 
 
 def recipe_flags(run: Path) -> str:

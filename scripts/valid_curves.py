@@ -12,18 +12,17 @@ row per `--every` updates plus the first and last. Values: validation ELBO in na
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from vrnn.train import read_metrics, valid_curve  # noqa: E402
 
 
 def valid_rows(path: Path) -> dict[int, float]:
     """{step: validation ELBO per sequence} from a metrics.jsonl (later rows win, as after a resume)."""
-    out = {}
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
-        if "valid_elbo_per_sequence" in row:
-            out[int(row["step"])] = float(row["valid_elbo_per_sequence"])
-    return out
+    return valid_curve(read_metrics(path))
 
 
 def run_name(path: Path) -> str:

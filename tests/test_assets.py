@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from vrnn.checkpoint import read_checkpoint
+from vrnn.train import read_metrics, valid_curve
 
 CHECKPOINTS = sorted((Path(__file__).resolve().parents[1] / "assets" / "checkpoints").glob("*.safetensors"))
 
@@ -25,11 +26,7 @@ def test_each_checkpoint_ships_its_own_training_log(path):
     training = info["training"]
     log = path.with_suffix(".metrics.jsonl")
     assert log.is_file(), f"{log.name} missing: the compare page would show no training curves"
-    valid = {}
-    for line in log.read_text().splitlines():
-        row = json.loads(line)
-        if "valid_elbo_per_sequence" in row:
-            valid[row["step"]] = row["valid_elbo_per_sequence"]
+    valid = valid_curve(read_metrics(log))
     # the checkpoint is the log's best validation row, saved at that step
     assert training["state"]["best_step"] == training["steps"] in valid
     assert valid[training["steps"]] == pytest.approx(training["valid_elbo_per_sequence"], rel=1e-9)

@@ -526,6 +526,25 @@ class RunFiles:
         os.replace(tmp, self.metrics)
 
 
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The rows of a run's metrics.jsonl (see `train`), in file order. A torn line (a run writing it right
+    now, or killed mid-write) is skipped. Raises OSError when the file cannot be read."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def valid_curve(rows: list[dict]) -> dict[int, float]:
+    """{step: validation ELBO per sequence (nats per 0.5 s)} of metrics rows (`read_metrics`); of two rows
+    for one step the later wins."""
+    return {int(r["step"]): float(r["valid_elbo_per_sequence"]) for r in rows if "valid_elbo_per_sequence" in r}
+
+
 def _resume(files: RunFiles, model: VRNN, opt: torch.optim.Optimizer, resume: bool, device: str, log) -> RunState:
     """Load last.safetensors into `model` and `opt` and return its RunState; a new RunState when the run
     folder has none yet. Raises TrainingError when only some processes see the file, or it holds
