@@ -13,7 +13,7 @@
 # 64 windows = 5x the first bundled models], SEED [0], PARALLEL [2 runs at a time, one thread each],
 # PRECISION [auto: bf16 on a CPU with avx512_bf16/AMX or a bf16 CUDA device, fp32 elsewhere], PYTHON
 # [python3], RECIPE [the recipe chosen in docs/ablation.md; set RECIPE="" for the first models' recipe],
-# INIT [empty: random weights; a folder such as assets/checkpoints: each run starts from INIT/<family>.safetensors
+# NICE [10: the runs yield to interactive work; 0 where nothing else runs], INIT [empty: random weights; a folder such as assets/checkpoints: each run starts from INIT/<family>.safetensors
 # (--init-from: weights only; Adam, steps and schedule start afresh)].
 #
 # Wall time: STEPS x seconds per update x 5 / PARALLEL. Measured (issue 12, this shared 2-core AMD EPYC
@@ -32,6 +32,7 @@ PARALLEL=${PARALLEL:-2}
 PRECISION=${PRECISION:-auto}
 PY=${PYTHON:-python3}
 INIT=${INIT:-}
+NICE=${NICE:-10}
 RECIPE=${RECIPE---sigma-bias 0.6 --loss-scale frame --lr 1e-3 --lr-schedule cosine --warmup-steps 200}
 FAMILIES=(rnn-gauss rnn-gmm vrnn-i-gauss vrnn-gauss vrnn-gmm)
 
@@ -56,7 +57,7 @@ start() {  # one run in the background (its own pid in pids, so a stop reaches t
   mkdir -p "$RUNS"
   if [[ -n "$INIT" ]]; then init=(--init-from "$INIT/$f.safetensors"); fi
   # shellcheck disable=SC2086  # RECIPE is a list of flags
-  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 "$PY" -m vrnn train --data "$DATA" --preset cpu --family "$f" \
+  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n "$NICE" "$PY" -m vrnn train --data "$DATA" --preset cpu --family "$f" \
     --out "$RUNS/$f" --steps "$STEPS" --seed "$SEED" --batch-size 64 --precision "$PRECISION" --threads 1 \
     --snapshot-every 1000 --checkpoint-minutes 5 --resume "${init[@]}" $RECIPE --quiet >> "$RUNS/$f.log" 2>&1 &
   pids+=($!)

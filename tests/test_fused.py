@@ -251,3 +251,49 @@ def test_generation_from_a_given_state_matches_readable_model(family, threads):
     torch.testing.assert_close(m.sample(11, 2, noise=noise, state=zeros), m.sample(11, 2, noise=noise), rtol=0, atol=0)
     with pytest.raises(ValueError, match="shape"):
         fast(m, threads).sample(11, 2, noise=noise, state=(state[0][:1], state[1][:1]))
+
+
+def _mixture_inputs(dtype, gen):
+    """A small mixture: x [3, 4, 7], logits [3, 4, 5], mu and sigma [3, 4, 5, 7], all requiring grad."""
+    x = torch.randn(3, 4, 7, generator=gen, dtype=dtype)
+    logits = torch.randn(3, 4, 5, generator=gen, dtype=dtype)
+    mu = torch.randn(3, 4, 5, 7, generator=gen, dtype=dtype)
+    sigma = torch.rand(3, 4, 5, 7, generator=gen, dtype=dtype) + 0.3
+    return [t.requires_grad_() for t in (x, logits, mu, sigma)]
+
+
+def test_fast_mixture_log_density_is_the_readable_one_with_its_gradient():
+    """`gmm_log_prob_fast` writes the mixture's gradient out by hand: autograd's numerical check in
+    float64 (central differences), and the same value and gradients as `distributions.gmm_log_prob`
+    (which tests/test_distributions.py checks against torch.distributions.MixtureSameFamily)."""
+    from vrnn.distributions import gmm_log_prob
+
+    gen = torch.Generator().manual_seed(5)
+    inputs = _mixture_inputs(torch.float64, gen)
+    assert torch.autograd.gradcheck(fused_module.gmm_log_prob_fast, inputs)
+    weight = torch.randn(3, 4, generator=gen, dtype=torch.float64)  # a non-uniform incoming gradient
+    results = []
+    for f in (fused_module.gmm_log_prob_fast, gmm_log_prob):
+        out = f(*inputs)
+        results.append((out.detach(), torch.autograd.grad((out * weight).sum(), inputs)))
+    (a, grads_a), (b, grads_b) = results
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for name, ga, gb in zip(("x", "logits", "mu", "sigma"), grads_a, grads_b, strict=True):
+        assert float(gb.abs().max()) > 1e-3, name  # the comparison is not vacuous
+        torch.testing.assert_close(ga, gb, rtol=1e-10, atol=1e-12, msg=f"d / d {name}")
+
+
+def test_fast_mixture_log_density_upcasts_bf16_and_skips_unneeded_gradients():
+    """bf16 inputs (autocast's products) give a float32 log-density, as the readable one does; inputs
+    that need no gradient get none."""
+    from vrnn.distributions import gmm_log_prob
+
+    gen = torch.Generator().manual_seed(6)
+    x, logits, mu, sigma = (t.detach().to(torch.bfloat16) for t in _mixture_inputs(torch.float32, gen))
+    out = fused_module.gmm_log_prob_fast(x, logits, mu, sigma)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, gmm_log_prob(x, logits, mu, sigma), rtol=1e-5, atol=1e-4)
+    mu.requires_grad_()
+    out = fused_module.gmm_log_prob_fast(x, logits, mu, sigma)
+    (g,) = torch.autograd.grad(out.sum(), [mu])
+    assert g.dtype == torch.bfloat16 and torch.isfinite(g.float()).all()

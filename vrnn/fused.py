@@ -20,6 +20,9 @@ mean paths, gradients and generation: tests/test_fused.py):
   prior/decoder activations stay bounded (a 10 minute clip is 48,000 steps).
 - The RNN baselines, whose recurrence has no feedback from a sample, use the library's LSTM
   (oneDNN on CPU, cuDNN on CUDA) over a whole block.
+- The GMM output's log-density (`gmm_log_prob_fast`) is one autograd node with its gradient written out:
+  autograd's version keeps and walks about ten [B, T, K, X] intermediates (K = 20 components of X = 200
+  samples), which made the GMM families' training steps about half elementwise work.
 
 Which path runs is the caller's choice, never global state: `vrnn.analyze`, `vrnn.generate`,
 `evaluate.score_sequences` and `train.train` take `fast=` (default True) and build a `FusedVRNN` with the
@@ -36,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .distributions import gaussian_kl, gaussian_log_prob, std_from_raw
+from .distributions import LOG_2PI, at_least_fp32, gaussian_kl, gaussian_log_prob, std_from_raw
 from .model import VRNN, VRNNOutput, check_state, gaussian_params, generation_noise
 
 BLOCK_FRAMES = 256  # steps per block of a long input (3.2 s): bounds the batched activations' memory
@@ -201,7 +204,7 @@ class FusedVRNN(nn.Module):
         mu_p, sigma_p = m.prior_params(h_prev)  # [B, T, Z], eq. (5)
         dec = m.decoder_params(torch.stack(phi_zs, 1), h_prev)  # eq. (6)
         out = VRNNOutput(
-            log_px=m.output_log_prob(x, dec),
+            log_px=_output_log_prob(m, x, dec),
             kl=gaussian_kl(mu_q, sigma_q, mu_p, sigma_p),
             log_pz=gaussian_log_prob(z, mu_p, sigma_p),
             log_qz=gaussian_log_prob(z, mu_q, sigma_q),
@@ -223,7 +226,7 @@ class FusedVRNN(nn.Module):
                                   [r.weight_ih, r.weight_hh, r.bias_ih, r.bias_hh],
                                   True, 1, 0.0, m.training, False, True)  # hs [B, T, H]: h_1 .. h_T
         h_prev = torch.cat([h0[:, None], hs[:, :-1]], 1)  # [B, T, H]: h_0 .. h_{T-1}
-        log_px = m.output_log_prob(x, m.decoder_params(None, h_prev))
+        log_px = _output_log_prob(m, x, m.decoder_params(None, h_prev))
         return VRNNOutput(log_px=log_px, kl=torch.zeros_like(log_px)), (h_n[0], c_n[0])
 
     # -- generation --
@@ -388,3 +391,65 @@ def _lstm_pointwise(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tens
     i, f, _, o = gates.sigmoid().chunk(4, 1)  # one call for the three sigmoid gates (g's share is unused)
     cell = f * cell + i * gates[:, 2 * H:3 * H].tanh()
     return o * cell.tanh(), cell
+
+
+# -- the GMM output's log-density --
+
+def _output_log_prob(model: VRNN, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """`model.output_log_prob(x, params)`, with the mixture's log-density as `gmm_log_prob_fast`."""
+    if model.config.gmm_output:
+        return gmm_log_prob_fast(x, *params)
+    return model.output_log_prob(x, params)
+
+
+def gmm_log_prob_fast(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """`vrnn.distributions.gmm_log_prob` (same arguments, same value) as a single autograd node.
+
+        log p(x) = logsumexp_k [ log pi_k + c_k ],  c_k = -1/2 sum_d [ log 2 pi + 2 log sigma_kd + z_kd^2 ],
+        z_kd = (x_d - mu_kd) / sigma_kd,  pi = softmax(logits)
+
+    and with r_k = p(k | x) (the responsibilities) the gradient
+        d/d logits_k = r_k - pi_k,  d/d mu_kd = r_k z_kd / sigma_kd,
+        d/d sigma_kd = r_k (z_kd^2 - 1) / sigma_kd,  d/d x_d = -sum_k r_k z_kd / sigma_kd.
+    The backward pass recomputes z from the inputs it keeps (x, mu, sigma) instead of storing the
+    [..., K, D] intermediates. No second derivative.
+
+    x: [..., D]; logits: [..., K]; mu, sigma: [..., K, D]. Returns [...] in nats, in at least float32.
+    """
+    x, logits, mu, sigma = at_least_fp32(x, logits, mu, sigma)
+    return _GMMLogProb.apply(x, logits, mu, sigma)
+
+
+class _GMMLogProb(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, logits, mu, sigma):  # noqa: D102 (gmm_log_prob_fast)
+        z2 = (x.unsqueeze(-2) - mu).div_(sigma).square_()  # [..., K, D]
+        comp = -0.5 * (x.shape[-1] * LOG_2PI + z2.sum(-1)) - torch.log(sigma).sum(-1)  # [..., K]
+        log_pi = torch.log_softmax(logits, dim=-1)
+        log_w = log_pi + comp
+        out = torch.logsumexp(log_w, dim=-1)
+        ctx.save_for_backward(x, mu, sigma, (log_w - out.unsqueeze(-1)).exp(), log_pi.exp())
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # noqa: D102
+        x, mu, sigma, resp, pi = ctx.saved_tensors
+        g = grad.unsqueeze(-1)
+        r = g * resp  # [..., K]: d out / d c_k, times the incoming gradient
+        d_x = d_logits = d_mu = d_sigma = None
+        if ctx.needs_input_grad[1]:
+            d_logits = r - g * pi
+        if any(ctx.needs_input_grad[i] for i in (0, 2, 3)):
+            inv = sigma.reciprocal()
+            z = (x.unsqueeze(-2) - mu).mul_(inv)  # [..., K, D]
+            w = z * inv  # (x - mu) / sigma^2
+            rk = r.unsqueeze(-1)
+            if ctx.needs_input_grad[3]:
+                d_sigma = z.mul_(w).sub_(inv).mul_(rk)
+            d_mu = w.mul_(rk)
+            if ctx.needs_input_grad[0]:
+                d_x = -d_mu.sum(-2)
+            if not ctx.needs_input_grad[2]:
+                d_mu = None
+        return d_x, d_logits, d_mu, d_sigma
