@@ -288,10 +288,11 @@ def bench_training(model: VRNN, ref: VRNN, plan: Plan, counts: dict) -> dict:
 
 def bench_bf16_training(model: VRNN, state: dict, x: torch.Tensor, noise: torch.Tensor, plan: Plan, counts: dict) -> dict:
     """`train`'s own step (vrnn.train._train_step) in bf16 and in fp32 on the fast path, and the readable
-    model in fp32, alternated round by round in this process (same weights at the start of each round).
+    model in fp32 and in bf16 (plain autocast over the readable model), alternated round by round in this
+    process (same weights at the start of each round).
 
     On a CPU without native bf16 (no avx512_bf16/AMX: `resolve_precision("auto")` gives fp32) bf16 products
-    are emulated and a step of the full batch takes minutes, so there the three are timed on
+    are emulated and a step of the full batch takes minutes, so there the four are timed on
     plan.bf16_batch_slow windows, once, and the row says so."""
     from vrnn.train import _train_step, resolve_precision
 
@@ -301,7 +302,7 @@ def bench_bf16_training(model: VRNN, state: dict, x: torch.Tensor, noise: torch.
     xb, nb = x[:b], noise[:b]
     ref = copy.deepcopy(model)
     runs = {"engine_bf16": (FusedVRNN(model), model, "bf16"), "engine_fp32": (FusedVRNN(model), model, "fp32"),
-            "reference_fp32": (ref, ref, "fp32")}
+            "reference_fp32": (ref, ref, "fp32"), "reference_bf16": (ref, ref, "bf16")}
     times = {k: [] for k in runs}
     for _ in range(repeats + (1 if native else 0)):  # the first round warms up where there are repeats
         for k, (net, m, prec) in runs.items():
@@ -501,6 +502,7 @@ def table(results: dict) -> str:
             rows.append(("training_bf16", f"training {bf['batch']}x{t['frames']} bf16 (engine)", tf(bf["engine_bf16"]),
                          tf(bf["reference_fp32"]), statistics.median(sp), ">=3.5x ref",
                          f"range {min(sp):.2f}-{max(sp):.2f}x; engine fp32 {tf(bf['engine_fp32'])}"
+                         + (f"; readable bf16 {tf(bf['reference_bf16'])}" if "reference_bf16" in bf else "")
                          + (f"; NOTE {bf['note']}" if bf["note"] else "")))
         rows.append(("generation", f"generation {g['seconds']:g} s", fmt(g["engine"]), fmt(g["reference"]),
                      g["reference"]["median_s"] / g["engine"]["median_s"], "RTF<=0.02", errs(g)))
