@@ -131,8 +131,8 @@ class TrainConfig:
                                       "at epoch ends)", low=0)
     checkpoint_minutes: float = option(5.0, "refresh RUN_DIR/last.safetensors when it is older than this many "
                                             "minutes", low=0, low_open=True)
-    precision: str = option("fp32", "matrix products in bf16 under torch.autocast (weights, Adam state, "
-                                    "log-densities, KL and the loss in fp32), fp32, or auto: bf16 where the "
+    precision: str = option("fp32", "matrix products in bf16 under torch.autocast (weights, Adam state, the "
+                                    "decoder, log-densities, KL and the loss in fp32), fp32, or auto: bf16 where the "
                                     "CPU reports avx512_bf16/AMX or the CUDA device supports it",
                             choices=PRECISIONS)
     # The recipe (issue 12): the defaults keep the recipe of the first bundled models; the authors' values
