@@ -87,8 +87,8 @@ def find_checkpoints(folder: Path) -> dict[str, Path]:
 
 def training_record(info: dict) -> dict:
     """The checkpoint's training record in the table's terms. A run started with --init-from records
-    training["init_from"] = {"path", "steps", ...}; its total updates are the initial checkpoint's steps plus its
-    own. The initial run's wall time is read from that checkpoint when the file at its path is still the one the run
+    training["init_from"] = {"path", "steps", "total_steps", ...}; its total updates are the initial checkpoint's
+    total_steps (its steps where an older record has none) plus its own. The initial run's wall time is read from that checkpoint when the file at its path is still the one the run
     started from (same steps and validation ELBO as recorded), None otherwise."""
     tr = info.get("training", {})
     steps = tr.get("steps")
@@ -103,10 +103,13 @@ def training_record(info: dict) -> dict:
         # only when the file there is still the one the run started from (assets/ may have been replaced since)
         if source.get("steps") == init_steps and source.get("valid_elbo_per_sequence") == init.get("valid_elbo_per_sequence"):
             init_wall = source.get("wall_time_s")
-    total = None if steps is None else steps + (init_steps or 0)
+    # the updates behind the starting weights: init_from's total_steps (a chain of continuations), else its steps
+    before = init.get("total_steps", init_steps) if init else None
+    total = None if steps is None else steps + (before or 0)
     return {"steps": steps, "init_from": init or None, "init_steps": init_steps, "total_steps": total,
             "best_step": tr.get("state", {}).get("best_step"), "batch_size": tr.get("train_config", {}).get("batch_size"),
             "precision": tr.get("precision"), "wall_time_s": tr.get("wall_time_s"), "init_wall_time_s": init_wall,
+            "init_total_steps": before,
             "valid_elbo_per_sequence": tr.get("valid_elbo_per_sequence"), "train_config": tr.get("train_config"),
             "corpus_fingerprint": tr.get("data", {}).get("corpus_fingerprint") if isinstance(tr.get("data"), dict) else None}
 
@@ -261,7 +264,8 @@ def render(args, command: str, chunks_total: int, idx: np.ndarray, rows: dict, p
     for f in fams:
         r, t = rows[f], rows[f]["training"]
         init = t["init_from"]
-        init_cell = "–" if not init else f"{Path(str(init.get('path', '?'))).parent.name}/{Path(str(init.get('path', '?'))).name} ({t['init_steps']})"
+        chain = "" if t["init_total_steps"] in (None, t["init_steps"]) else f" of {t['init_total_steps']} in all"
+        init_cell = "–" if not init else f"{Path(str(init.get('path', '?'))).parent.name}/{Path(str(init.get('path', '?'))).name} ({t['init_steps']}{chain})"
         best = f" ({t['best_step']})" if t["best_step"] is not None and t["best_step"] != t["steps"] else ""
         wall = "–" if t["wall_time_s"] is None else f"{t['wall_time_s'] / 60:.0f} min"
         if t["init_wall_time_s"] is not None:
@@ -272,7 +276,8 @@ def render(args, command: str, chunks_total: int, idx: np.ndarray, rows: dict, p
     L += ["",
           "Updates this run: the training record's `steps` when this checkpoint was saved (the best by validation "
           "ELBO). A run continued with `--init-from` starts its own count at 0; its total is the initial "
-          "checkpoint's `steps` plus its own (only one level of initialisation is recorded). Train wall time is "
+          "checkpoint's total (its `steps`, plus those of the checkpoint it was itself continued from: "
+          "`init_from.total_steps`) plus its own. Train wall time is "
           "the sum of step times as logged; runs shared 2 CPU cores with each other and with other work, so it "
           "overstates the time one run takes alone. Eval time: this script, on the same shared machine.", ""]
     if notes:

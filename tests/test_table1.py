@@ -137,6 +137,8 @@ def test_init_wall_time_only_from_the_file_the_run_started_from(table1, tmp_path
     src.unlink()
     assert table1.training_record(info)["init_wall_time_s"] is None and table1.training_record(info)["total_steps"] == 2168
     assert table1.training_record({"training": {"steps": 50}})["total_steps"] == 50
+    chained = {"training": {"steps": 1500, "init_from": {"path": str(src), "steps": 500, "total_steps": 2500}}}
+    assert table1.training_record(chained)["total_steps"] == 4000  # a continuation of a continuation
 
 
 def test_subset_is_evenly_spaced(table1):

@@ -107,12 +107,18 @@ def test_init_from_starts_at_the_checkpoints_weights_and_records_it(tiny_corpus,
     record = got.info["training"]
     assert record["steps"] == 1  # this run's own steps; the source's are in init_from
     assert record["init_from"]["steps"] == 20 and record["init_from"]["same_corpus"] is True
+    assert record["init_from"]["total_steps"] == 20  # the first run had no source of its own
     assert record["init_from"]["valid_elbo_per_sequence"] == pytest.approx(
         source.info["training"]["valid_elbo_per_sequence"])
     # validated before the first update (step 0): the source's own validation ELBO (same weights, windows, noise)
     valid = [(r["step"], r["valid_elbo_per_sequence"]) for r in rows(second) if "valid_elbo_per_sequence" in r]
     assert valid[0][0] == 0
     assert valid[0][1] == pytest.approx(source.info["training"]["valid_elbo_per_sequence"], rel=1e-5)
+    # a continuation of the continuation: its source's total counts both runs (20 + 1)
+    third = tmp_path / "third"
+    train(tiny_corpus, third, preset("tiny"), cfg(steps=1, lr=1e-12, init_from=str(second / "last.safetensors")),
+          progress=False, log=lambda s: None)
+    assert load_checkpoint(third / "last.safetensors").info["training"]["init_from"]["total_steps"] == 21
 
 
 def test_init_from_keeps_the_starting_weights_as_best_when_training_only_hurts(tiny_corpus, tmp_path):

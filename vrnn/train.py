@@ -330,8 +330,10 @@ def init_weights(model: VRNN, path: str | os.PathLike, corpus: Corpus | None = N
 
     The checkpoint is read with `read_checkpoint` (safetensors, validated before allocation; no pickle).
     Its normalisation replaces the corpus's, since the weights were learned on it. Returns the record
-    kept in every checkpoint of the new run: {"path", "steps", "valid_elbo_per_sequence",
-    "corpus_fingerprint", "same_corpus"}. Raises TrainingError when the checkpoint holds another family
+    kept in every checkpoint of the new run: {"path", "steps", "total_steps", "valid_elbo_per_sequence",
+    "corpus_fingerprint", "same_corpus"}; "total_steps" counts the updates behind the weights across a chain of
+    continuations (the source's steps plus its own init_from's total_steps, or steps where an older record has
+    no total). Raises TrainingError when the checkpoint holds another family
     or other sizes (naming both), CheckpointError (a ValueError) for a bad file.
     """
     info, tensors = read_checkpoint(path)
@@ -343,7 +345,9 @@ def init_weights(model: VRNN, path: str | os.PathLike, corpus: Corpus | None = N
     model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("optim.")})  # x_mean, x_std too
     training = info.get("training", {})
     fingerprint = training.get("data", {}).get("corpus_fingerprint")
-    return {"path": str(path), "steps": int(training.get("steps", 0)),
+    earlier = training.get("init_from") or {}
+    steps = int(training.get("steps", 0))
+    return {"path": str(path), "steps": steps, "total_steps": steps + int(earlier.get("total_steps", earlier.get("steps", 0))),
             "valid_elbo_per_sequence": training.get("valid_elbo_per_sequence"),
             "corpus_fingerprint": fingerprint,
             "same_corpus": corpus is not None and fingerprint == corpus.meta["fingerprint"]}
