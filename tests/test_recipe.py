@@ -240,5 +240,6 @@ def test_bf16_quality_check_runs_and_compares(tiny_corpus, tmp_path):
                     "--batch-size", "4", "--force-bf16", "--slack", "1e9"])
     assert res["rows"] and res["all_within"]
     tight = mod.compare({"fp32-s0": {1: -10.0}, "fp32-s1": {1: -12.0}, "bf16-s0": {1: -13.0}})
+    assert tight["max_outside_by"] == pytest.approx(1.0)
     assert not tight["all_within"] and mod.compare({"fp32-s0": {1: -10.0}, "fp32-s1": {1: -12.0},
                                                     "bf16-s0": {1: -11.0}})["all_within"]
