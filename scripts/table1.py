@@ -37,6 +37,7 @@ from vrnn.evaluate import (
     paired_difference,
     score_each_sequence,
 )
+from vrnn.train import updates_behind
 
 ORDER = ["rnn-gauss", "rnn-gmm", "vrnn-i-gauss", "vrnn-gauss", "vrnn-gmm"]
 NAMES = {"rnn-gauss": "RNN-Gauss", "rnn-gmm": "RNN-GMM", "vrnn-i-gauss": "VRNN-I-Gauss",
@@ -103,9 +104,8 @@ def training_record(info: dict) -> dict:
         # only when the file there is still the one the run started from (assets/ may have been replaced since)
         if source.get("steps") == init_steps and source.get("valid_elbo_per_sequence") == init.get("valid_elbo_per_sequence"):
             init_wall = source.get("wall_time_s")
-    # the updates behind the starting weights: init_from's total_steps (a chain of continuations), else its steps
-    before = init.get("total_steps", init_steps) if init else None
-    total = None if steps is None else steps + (before or 0)
+    total = None if steps is None else updates_behind(tr)
+    before = None if not init or total is None else total - steps  # the updates behind the starting weights
     return {"steps": steps, "init_from": init or None, "init_steps": init_steps, "total_steps": total,
             "best_step": tr.get("state", {}).get("best_step"), "batch_size": tr.get("train_config", {}).get("batch_size"),
             "precision": tr.get("precision"), "wall_time_s": tr.get("wall_time_s"), "init_wall_time_s": init_wall,

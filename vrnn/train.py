@@ -345,12 +345,18 @@ def init_weights(model: VRNN, path: str | os.PathLike, corpus: Corpus | None = N
     model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("optim.")})  # x_mean, x_std too
     training = info.get("training", {})
     fingerprint = training.get("data", {}).get("corpus_fingerprint")
-    earlier = training.get("init_from") or {}
-    steps = int(training.get("steps", 0))
-    return {"path": str(path), "steps": steps, "total_steps": steps + int(earlier.get("total_steps", earlier.get("steps", 0))),
+    return {"path": str(path), "steps": int(training.get("steps", 0)), "total_steps": updates_behind(training),
             "valid_elbo_per_sequence": training.get("valid_elbo_per_sequence"),
             "corpus_fingerprint": fingerprint,
             "same_corpus": corpus is not None and fingerprint == corpus.meta["fingerprint"]}
+
+
+def updates_behind(training: dict) -> int:
+    """The updates behind a checkpoint's weights, from its training record: its own `steps` plus those behind
+    the weights it started from (`init_from.total_steps`, or `init_from.steps` in a record written before
+    total_steps was kept), so a chain of `--init-from` continuations adds up."""
+    earlier = training.get("init_from") or {}
+    return int(training.get("steps", 0)) + int(earlier.get("total_steps", earlier.get("steps", 0)) or 0)
 
 
 @torch.no_grad()
