@@ -654,6 +654,66 @@ def plotly(fig, key: str | None = None, on_select=None):
                            selection_mode="box")
 
 
+GRAPH_SOURCE = ROOT / "components" / "plotly_graph"  # index.html of the graph that stays mounted
+
+
+@st.cache_resource(show_spinner=False)
+def _graph_folder() -> str:
+    """The folder Streamlit serves the graph component from: components/plotly_graph/index.html beside the plotly
+    Python package's own plotly.min.js (the same plotly.js that st.plotly_chart would use for these figures), put
+    together once per (index.html, plotly version) under the system's temporary folder. Written to a fresh
+    folder first and renamed into place, so a reader never sees it half written."""
+    import shutil
+    import tempfile
+
+    import plotly
+
+    html = (GRAPH_SOURCE / "index.html").read_bytes()
+    plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    tag = hashlib.sha256(html + plotly.__version__.encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / f"vrnn-explorer-plotly-graph-{tag}"
+    if not (folder / "index.html").is_file():
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        shutil.copyfile(plotly_js, tmp / "plotly.min.js")
+        (tmp / "index.html").write_bytes(html)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process put it there first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(folder)
+
+
+def figure_json(fig) -> tuple[str, str]:
+    """(plotly JSON of `fig`, its revision: a digest of that JSON), computed once per figure object (the pages'
+    figures come from `memo`, so a rerun that draws the same figure does not serialise it again). A figure must not
+    be changed after it has been drawn: it would keep its first JSON."""
+    cached = getattr(fig, "_vrnn_json", None)
+    if cached is None:
+        text = fig.to_json()
+        cached = (text, hashlib.blake2b(text.encode(), digest_size=12).hexdigest())
+        try:
+            fig._vrnn_json = cached
+        except (AttributeError, ValueError):  # not a plotly Figure that takes private attributes
+            pass
+    return cached
+
+
+def plotly_graph(fig, key: str, on_select=None):
+    """Draw `fig` in one plotly.js graph that stays mounted while its `key` stays on the page: a changed figure is
+    applied with Plotly.react at the width known before drawing (st.plotly_chart remounts a changed chart and
+    draws it twice); an unchanged one is left as drawn. With `on_select` (a callback) a drag box-selects and the
+    callback runs before the rerun; the state, st.session_state[key], has st.plotly_chart's shape
+    ({"selection": {"box": [{"x": [t0, t1]}]}}; an empty box list after a double click) for `selected_range`.
+    Returns that state (None before the first selection). Source: streamlit.components.v1 (custom component,
+    components/plotly_graph/index.html), plotly.js from the plotly package."""
+    from streamlit.components.v1 import declare_component
+
+    text, revision = figure_json(fig)
+    graph = declare_component("plotly_graph", path=_graph_folder())  # registers it with this session's runtime
+    return graph(figure=text, revision=revision, config=PLOTLY_CONFIG, select=on_select is not None, key=key,
+                 default=None, on_change=on_select)
+
+
 def selected_range(state, duration: float) -> tuple[float, float] | None:
     """The time range (s) of the last box drawn on a figure with time on x (the selection state of
     st.plotly_chart), clamped to [0, duration] and snapped outward to whole 12.5 ms frames; None when the

@@ -45,6 +45,15 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-extensions", "--mute-audio"]
 
+# Every plotly graph div in page order: in the page itself (st.plotly_chart) and inside the app's same-origin
+# component frames (ui.plotly_graph keeps Figure 2 and the trajectory in iframes). `docs()`: the page's document
+# and those frames' documents, where the input listeners go.
+PLOTS = """const docs = () => [document, ...[...document.querySelectorAll('iframe')]
+        .map(f => { try { return f.contentDocument; } catch (e) { return null; } }).filter(Boolean)];
+    const allPlots = () => [...document.querySelectorAll('.js-plotly-plot, iframe')].flatMap(e => e.tagName !== 'IFRAME'
+        ? [e] : [...((() => { try { return e.contentDocument; } catch (x) { return null; } })()
+                     ?.querySelectorAll('.js-plotly-plot') || [])]);"""
+
 # In the page: the time of the input event (capturing listener) and of the first animation frame at which the
 # figures are redrawn as expected, both from performance.now(), so playwright's own round trips are not counted.
 # Expected: Figure 2's rows and time range, the script run finished, a caption holding `text`, and the latent
@@ -52,16 +61,18 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 # The input is the pointerdown of a click (`on`), the pointerup that ends a drag, a key or a file chosen.
 ARM = """([rows, x0, x1, text, traj, on]) => {
     const b = window.__bench = {t0: null, t1: null, on: on || 'pointerdown'};
-    if (!window.__benchListening) {
-        window.__benchListening = true;
+    """ + PLOTS + """
+    for (const d of docs()) {  // the page and each frame (a drag on Figure 2 happens inside its frame)
+        if (d.__benchListening) continue;
+        d.__benchListening = true;
         for (const ev of ['pointerdown', 'pointerup', 'keydown', 'change', 'dblclick'])
-            document.addEventListener(ev, () => { const w = window.__bench;
+            d.addEventListener(ev, () => { const w = window.__bench;
                 if (w && w.t0 === null && (ev === w.on || !['pointerdown', 'pointerup'].includes(ev)))
                     w.t0 = performance.now(); }, true);
     }
     const near = (a, b) => Math.abs(a - b) < 0.004;
     const ok = () => {
-        const plots = [...document.querySelectorAll('.js-plotly-plot')];
+        const plots = allPlots();
         const g = plots.find(d => d.layout && d.layout.meta && d.layout.meta.rows);
         if (!g || !g._fullLayout) return false;
         const r = g.layout.xaxis.range;
@@ -83,11 +94,13 @@ ARM = """([rows, x0, x1, text, traj, on]) => {
     requestAnimationFrame(tick);
 }"""
 DONE = "() => window.__bench.t1 !== null"
+ANY_PLOT = "() => { " + PLOTS + " return allPlots().length > 0; }"
 # After an upload: the time (from the same input) to the whole page, the latent trajectory drawn below the fold
 # too (the app may draw it in a rerun of its fragment after Figure 2 is on the screen) and no script running.
 WHOLE = """() => new Promise(done => { const b = window.__bench;
+    """ + PLOTS + """
     const tick = () => {
-        const tg = [...document.querySelectorAll('.js-plotly-plot')].find(d => d.layout && d.layout.meta
+        const tg = allPlots().find(d => d.layout && d.layout.meta
                                                                              && 'highlight' in d.layout.meta);
         if (tg && tg._fullLayout && tg.querySelector('.scatterlayer .trace')
             && document.querySelector('[data-test-script-state="notRunning"]')) done(performance.now() - b.t0);
@@ -217,7 +230,7 @@ def session(pg, args, wav: Path, ref_csv: Path, times: dict[str, list[float]], l
     for k in range(1, args.uploads):  # the page reloaded (a new session), a clip of other content: the model runs
         other = clip(args.seconds, wav.with_name(f"speech-{args.seconds:g}s-{k}.wav"), start=1.0 * k)
         pg.reload()
-        pg.wait_for_selector(".js-plotly-plot")
+        pg.wait_for_function(ANY_PLOT)
         pg.wait_for_selector('[data-test-script-state="notRunning"]')
         pg.wait_for_timeout(1000)
         timed(f"upload another {args.seconds:g} s clip", lambda o=other: pg.locator(
@@ -231,10 +244,11 @@ def session(pg, args, wav: Path, ref_csv: Path, times: dict[str, list[float]], l
         pg.locator('[data-testid="stCheckbox"]', has_text=label).locator("label").first.click()
 
     def plot_box() -> tuple[float, float, float, float]:
-        return pg.evaluate("""() => {
-            const g = document.querySelector('.js-plotly-plot'); const b = g.getBoundingClientRect();
-            const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis;
-            return [b.left + xa._offset, b.top + ya._offset, xa._length, ya._length]; }""")
+        return pg.evaluate("""() => { """ + PLOTS + """
+            const g = allPlots()[0], b = g.getBoundingClientRect(), xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis;
+            const f = g.ownerDocument === document ? null : g.ownerDocument.defaultView.frameElement;
+            const o = f ? f.getBoundingClientRect() : {left: 0, top: 0};  // a frame's content is offset by the frame
+            return [o.left + b.left + xa._offset, o.top + b.top + ya._offset, xa._length, ya._length]; }""")
 
     def drag(f0: float, f1: float) -> None:
         x, y, w, h = plot_box()
@@ -331,7 +345,7 @@ def main() -> None:
                     pg.add_init_script(HOOK)
                 t0 = time.perf_counter()
                 pg.goto(url)
-                pg.wait_for_selector(".js-plotly-plot")
+                pg.wait_for_function(ANY_PLOT)
                 print(f"{k}{'first page (example clip)':<34s} {1000 * (time.perf_counter() - t0):8.0f} ms")
                 pg.wait_for_selector('[data-test-script-state="notRunning"]')
                 runs.append(session(pg, args, wav, ref_csv, times[k], k))

@@ -113,7 +113,7 @@ def explore() -> None:
 
     fig = ui.memo("figure2", (ref.key, clip.digest, show_mel, show_kl, show_means, time_range, seg_key), 32, build)
     with fig_box:
-        ui.plotly(fig, key="figure2", on_select=_from_selection)
+        ui.plotly_graph(fig, key="figure2", on_select=_from_selection)
     if cref is not None:
         score_table(tol_box, table_box, picking)
     if a.has_latent:
@@ -167,7 +167,7 @@ def trajectory(highlight: tuple[float, float] | None) -> None:
     fig = ui.memo("trajectory", (ref.key, clip.digest, kind, dims, highlight, proj.source, phones), 32,
                   lambda: trajectory_figure(post[:, :dims], prior[:, :dims], a.times, highlight=highlight,
                                             labels=labels, axis_names=names, height=TRAJ_PX))
-    ui.plotly(fig, key="trajectory")
+    ui.plotly_graph(fig, key="trajectory")
     st.caption(f"Projection fitted on {proj.source}; the percentages are the variance along each axis there. "
                + ("Coloured by reference phone." if labels else "Coloured by time.")
                + (f" Solid: {highlight[0]:.3f}–{highlight[1]:.3f} s." if highlight else ""))

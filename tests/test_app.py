@@ -31,7 +31,20 @@ def wav_bytes(x: np.ndarray, sr: int = 16_000, subtype: str = "PCM_16") -> bytes
 
 
 def all_figures(at: AppTest) -> list[dict]:
-    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+    """Every plotly figure on the page in page order: st.plotly_chart's and ui.plotly_graph's (a custom component
+    whose arguments hold the figure's JSON)."""
+    found = []
+    def walk(node):
+        if getattr(node, "type", None) == "plotly_chart":
+            found.append(json.loads(node.proto.spec))
+        elif getattr(node, "type", None) == "component_instance":
+            args = json.loads(node.proto.json_args)
+            if node.proto.component_name == "ui.plotly_graph":
+                found.append(json.loads(args["figure"]))
+        for child in (getattr(node, "children", None) or {}).values():
+            walk(child)
+    walk(at._tree)
+    return found
 
 
 def figures(at: AppTest) -> list[dict]:
@@ -642,3 +655,32 @@ def ui_plain(text: str) -> str:
     import ui
 
     return ui.plain(text)
+
+
+def test_plotly_graph_serves_its_page_beside_plotlys_own_script():
+    """The folder the graph component is served from: components/plotly_graph/index.html and the plotly package's
+    plotly.min.js, byte for byte (the same plotly.js that st.plotly_chart's figures were made for)."""
+    import plotly
+
+    import ui
+
+    folder = Path(ui._graph_folder())
+    assert (folder / "index.html").read_bytes() == (ui.GRAPH_SOURCE / "index.html").read_bytes()
+    script = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    assert (folder / "plotly.min.js").read_bytes() == script.read_bytes()
+    assert 'src="plotly.min.js"' in (folder / "index.html").read_text()
+
+
+def test_figure_revision_follows_the_figure():
+    """A graph is redrawn only when its revision changes: the same figure object keeps its JSON and revision (no
+    second serialisation), an equal figure gets the same revision, a changed one a new revision."""
+    import plotly.graph_objects as go
+
+    import ui
+
+    a = go.Figure(go.Scatter(x=[0, 1], y=[1, 2]))
+    text, rev = ui.figure_json(a)
+    assert json.loads(text)["data"][0]["y"] == [1, 2]
+    assert ui.figure_json(a) is ui.figure_json(a)  # cached on the object
+    assert ui.figure_json(go.Figure(go.Scatter(x=[0, 1], y=[1, 2])))[1] == rev
+    assert ui.figure_json(go.Figure(go.Scatter(x=[0, 1], y=[1, 3])))[1] != rev

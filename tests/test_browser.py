@@ -127,8 +127,34 @@ def assert_no_exception(pg) -> None:
     assert pg.locator('[data-testid="stException"]').count() == 0, pg.locator('[data-testid="stException"]').first.inner_text()
 
 
+GRAPH_FRAME = 'iframe[title="ui.plotly_graph"]'  # ui.plotly_graph: a plotly graph that stays mounted, in a frame
+# In the page: every drawn plotly graph div in page order, st.plotly_chart's in the page and ui.plotly_graph's inside
+# their (same-origin) frames.
+GRAPHS = """[...document.querySelectorAll('.js-plotly-plot, iframe')].flatMap(e => e.tagName !== 'IFRAME' ? [e]
+    : [...(e.contentDocument?.querySelectorAll('.js-plotly-plot') || [])]).filter(g => g.layout)"""
+# A graph div's (left, top) offset in the page: its frame's, for a graph inside a frame
+OFFSET = """g => { const f = g.ownerDocument.defaultView.frameElement; const o = f ? f.getBoundingClientRect() : null;
+    return o ? [o.left, o.top] : [0, 0]; }"""
+
+
+def graph(pg, i: int = 0):
+    """Locator of the i-th plotly graph div of the page (-1: the last) in page order, whether st.plotly_chart drew it
+    in the page or ui.plotly_graph inside its frame. Waits for its host (the div or the frame) to be attached."""
+    hosts = pg.locator(f".js-plotly-plot, {GRAPH_FRAME}")
+    host = hosts.last if i == -1 else hosts.nth(i)
+    host.wait_for(state="attached")
+    if host.evaluate("e => e.tagName") == "IFRAME":
+        return host.content_frame.locator(".js-plotly-plot")
+    return host
+
+
+def n_graphs(pg) -> int:
+    """How many plotly graphs are drawn on the page (in the page or in frames)."""
+    return pg.evaluate(f"() => {GRAPHS}.length")
+
+
 DRAWN = """end => {
-    const g = document.querySelectorAll('.js-plotly-plot');  // Figure 2 first, the latent trajectory below it
+    const g = """ + GRAPHS + """;  // Figure 2 first, the latent trajectory below it
     return g.length >= 1 && g[0].layout && Math.abs(g[0].layout.xaxis.range[1] - end) < 0.02
         && g[0].querySelectorAll('.scatterlayer .trace').length >= 3;
 }"""
@@ -136,7 +162,7 @@ DRAWN = """end => {
 
 def x_end(pg) -> float:
     """End of the time axis of the first figure, read from the plotly graph div in the page."""
-    return pg.locator(".js-plotly-plot").first.evaluate("gd => gd.layout.xaxis.range[1]")
+    return graph(pg).evaluate("gd => gd.layout.xaxis.range[1]")
 
 
 def upload(pg, path: Path) -> None:
@@ -145,7 +171,7 @@ def upload(pg, path: Path) -> None:
 
 def test_home_draws_figure2(server, page):
     page.goto(server)
-    plot = page.locator(".js-plotly-plot").first
+    plot = graph(page)
     expect(plot).to_be_visible()
     settle(page)
     assert_no_exception(page)
@@ -159,7 +185,7 @@ def test_bad_upload_shows_its_message_then_a_good_upload_works(server, page, tmp
     from conftest import speechlike
 
     page.goto(server)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    expect(graph(page)).to_be_visible()
     junk = tmp_path / "junk.wav"
     junk.write_bytes(np.random.default_rng(0).bytes(4000))
     upload(page, junk)
@@ -168,7 +194,7 @@ def test_bad_upload_shows_its_message_then_a_good_upload_works(server, page, tmp
     expect(error).to_contain_text("could not be read")
     settle(page)
     assert_no_exception(page)
-    assert page.locator(".js-plotly-plot").count() == 0
+    assert n_graphs(page) == 0
 
     upload(page, wav_file(tmp_path / "good voice.wav", speechlike(1.25, f0=180)))
     page.wait_for_function(DRAWN, arg=1.25, timeout=TIMEOUT_MS)
@@ -184,7 +210,7 @@ def test_upload_of_30_s_clip_is_drawn(server, page, tmp_path):
 
     clip = wav_file(tmp_path / "thirty.wav", speechlike(30.0))
     page.goto(server)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    expect(graph(page)).to_be_visible()
     settle(page)
     t0 = time.monotonic()
     upload(page, clip)
@@ -205,18 +231,17 @@ def test_trajectory_is_drawn_after_figure2_without_an_input(server, page, tmp_pa
 
     clip = wav_file(tmp_path / "later.wav", speechlike(6.0))
     page.goto(server)
-    expect(page.locator(".js-plotly-plot").nth(1)).to_be_visible()  # the example clip's, drawn after paint too
+    expect(graph(page, 1)).to_be_visible()  # the example clip's, drawn after paint too
     settle(page)
     page.evaluate("""() => { window.__seen = []; const seen = () => {  // per frame: Figure 2's end, trajectory?
-        const g = [...document.querySelectorAll('.js-plotly-plot')];
+        const g = """ + GRAPHS + """;
         window.__seen.push([g.length && g[0].layout ? g[0].layout.xaxis.range[1] : null,
                             g.some(d => d.layout && d.layout.meta && 'dims' in d.layout.meta),
                             !!document.querySelector('[data-test-script-state="notRunning"]')]);
         requestAnimationFrame(seen); }; requestAnimationFrame(seen); }""")
     upload(page, clip)
-    page.wait_for_function("""() => document.querySelectorAll('.js-plotly-plot').length === 2
-        && document.querySelectorAll('.js-plotly-plot')[1].layout.meta.dims === 2
-        && Math.abs(document.querySelectorAll('.js-plotly-plot')[0].layout.xaxis.range[1] - 6.0) < 0.02""",
+    page.wait_for_function("""() => { const g = """ + GRAPHS + """;
+        return g.length === 2 && g[1].layout.meta.dims === 2 && Math.abs(g[0].layout.xaxis.range[1] - 6.0) < 0.02; }""",
                            timeout=TIMEOUT_MS)
     settle(page)
     assert_no_exception(page)
@@ -225,19 +250,19 @@ def test_trajectory_is_drawn_after_figure2_without_an_input(server, page, tmp_pa
     first_new = next(i for i, (end, _, _) in enumerate(seen) if end is not None and abs(end - 6.0) < 0.02)
     assert not seen[first_new][1]
     assert page.locator('[data-testid="stBidiComponent"], .stBidiComponent').count() == 0  # the placeholder gone
-    traj = page.locator(".js-plotly-plot").nth(1)
+    traj = graph(page, 1)
     assert traj.locator(".scatterlayer .trace").count() >= 4
     page.get_by_text("3-D").click()  # a later run: drawn at once
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')[1].layout.meta.dims === 3")
+    page.wait_for_function("() => " + GRAPHS + "[1].layout.meta.dims === 3")
     assert_no_exception(page)
 
 
 def test_csv_download_is_built_on_click(server, page):
     """The per-frame table is built when its button is clicked (deferred data), not with every new clip."""
     page.goto(server)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    expect(graph(page)).to_be_visible()
     settle(page)
-    n_frames = int(page.evaluate("() => document.querySelector('.js-plotly-plot').layout.xaxis.range[1]") / 0.0125
+    n_frames = int(page.evaluate("() => " + GRAPHS + "[0].layout.xaxis.range[1]") / 0.0125
                    + 0.5)
     with page.expect_download(timeout=TIMEOUT_MS) as info:
         page.get_by_role("button", name="Download the per-frame table (CSV)").click()
@@ -254,7 +279,7 @@ def test_upload_names_are_shown_as_typed_not_as_markdown(server, page, tmp_path)
 
     name = "[x](evil.html) **b** :red[r] $y$ a_b.wav"
     page.goto(server)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()  # Figure 2; the trajectory below
+    expect(graph(page)).to_be_visible()  # Figure 2; the trajectory below
     settle(page)
     junk = tmp_path / "junk"
     junk.mkdir()
@@ -287,7 +312,7 @@ def test_every_page_opens_without_an_error(server, page):
 
 def test_compare_page_draws_two_checkpoints(server, page):
     page.goto(f"{server}/compare")
-    plot = page.locator(".js-plotly-plot").first
+    plot = graph(page)
     expect(plot).to_be_visible()
     settle(page)
     assert_no_exception(page)
@@ -324,9 +349,12 @@ def caption(pg, text: str):
 
 def figure2_box(pg) -> tuple[float, float, float, float]:
     """(left, top, width, height) in the page of Figure 2's first row's plot area."""
-    return pg.locator(".js-plotly-plot").first.evaluate("""g => { const b = g.getBoundingClientRect();
+    g = graph(pg)
+    ox, oy = g.evaluate(OFFSET)
+    x, y, w, h = g.evaluate("""g => { const b = g.getBoundingClientRect();
         const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis;
         return [b.left + xa._offset, b.top + ya._offset, xa._length, ya._length]; }""")
+    return ox + x, oy + y, w, h
 
 
 def drag_across_figure2(pg, start: float = 0.25, end: float = 0.5) -> None:
@@ -345,15 +373,16 @@ def test_three_rows_fit_a_1400_by_900_window(server, browser):
     pg = context.new_page()
     try:
         pg.goto(server)
-        plot = pg.locator(".js-plotly-plot").first
+        plot = graph(pg)
         expect(plot).to_be_visible()
         settle(pg)
         # the bottom row (the waveform) and the time axis's labels are inside the window without scrolling
-        bottom = plot.evaluate("""g => { const b = g.getBoundingClientRect(); const ya = g._fullLayout.yaxis3;
+        oy = plot.evaluate(OFFSET)[1]
+        bottom = oy + plot.evaluate("""g => { const b = g.getBoundingClientRect(); const ya = g._fullLayout.yaxis3;
             return b.top + ya._offset + ya._length; }""")
         assert pg.evaluate("() => window.scrollY") == 0
-        ticks = plot.locator(".xaxislayer-above text").evaluate_all(  # only the bottom row has x tick labels
-            "els => els.map(e => e.getBoundingClientRect().bottom)")
+        ticks = [oy + b for b in plot.locator(".xaxislayer-above text").evaluate_all(  # only the bottom row has them
+            "els => els.map(e => e.getBoundingClientRect().bottom)")]
         assert bottom < 900 and ticks and max(ticks) < 900, (bottom, ticks)
     finally:
         context.close()
@@ -361,28 +390,34 @@ def test_three_rows_fit_a_1400_by_900_window(server, browser):
 
 def test_row_toggles_redraw_the_figure(server, page):
     page.goto(server)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    expect(graph(page)).to_be_visible()
     settle(page)
-    rows = "() => document.querySelector('.js-plotly-plot').layout.meta.rows.join()"
+    rows = "() => " + GRAPHS + "[0].layout.meta.rows.join()"
+    # the graph stays mounted and each new figure is drawn once (Plotly.react at the known width; st.plotly_chart
+    # remounted a changed chart and drew it twice, the second time for the width it measured after mounting)
+    graph(page).evaluate("g => { g.__kept = true; g.__draws = 0; g.on('plotly_afterplot', () => { g.__draws += 1; }); }")
     for label, row in (("Spectrogram", "mel"), ("KL per dim", "kl_dims"), ("Means", "means")):
+        graph(page).evaluate("g => { g.__draws = 0; }")
         page.locator('[data-testid="stCheckbox"]', has_text=label).locator("label").first.click()
         page.wait_for_function(f"() => {rows[6:]}.includes('{row}')")
         settle(page)
+        page.wait_for_timeout(500)  # room for a second draw, were there one
+        assert graph(page).evaluate("g => [g.__kept, g.__draws]") == [True, 1], label
     assert page.evaluate(rows) == "delta,kl,wave,mel,kl_dims,means"
-    assert page.locator(".js-plotly-plot").first.locator(".heatmaplayer image").count() == 2  # drawn
+    assert graph(page).locator(".heatmaplayer image").count() == 2  # drawn
     # laid out once: the margins that vrnn.plots presets are those plotly.js ends with, so it never has to
     # grow them and draw the figure a second time (Figure 2 with every row; the trajectory's axis title)
     size = "g => { const z = g._fullLayout._size, m = g.layout.margin; return [[z.l, z.r, z.t, z.b], [m.l, m.r, m.t, m.b]]; }"
-    got, preset = page.locator(".js-plotly-plot").first.evaluate(size)
+    got, preset = graph(page).evaluate(size)
     assert got == preset
-    got, preset = page.locator(".js-plotly-plot").nth(1).evaluate(size)
+    got, preset = graph(page, 1).evaluate(size)
     assert got[3] == preset[3]
     assert_no_exception(page)
 
 
 def test_drag_selects_a_stretch_and_double_click_clears_it(server, page):
     page.goto(server)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    expect(graph(page)).to_be_visible()
     settle(page)
     expect(caption(page, "Playing the whole clip")).to_be_visible()
     drag_across_figure2(page, 0.25, 0.5)  # across the delta_t row from 0.5 s to 1.0 s of the 2 s clip
@@ -391,8 +426,8 @@ def test_drag_selects_a_stretch_and_double_click_clears_it(server, page):
     text = caption(page, "Playing the selection").inner_text()
     lo, hi = (float(v) for v in text.split(", ")[1].split(" s")[0].split("–"))
     assert lo == pytest.approx(0.5, abs=0.05) and hi == pytest.approx(1.0, abs=0.05)
-    traj = page.locator(".js-plotly-plot").nth(1)  # the latent trajectory highlights the selection
-    page.wait_for_function("() => (document.querySelectorAll('.js-plotly-plot')[1].layout.meta.highlight || [])"
+    traj = graph(page, 1)  # the latent trajectory highlights the selection
+    page.wait_for_function("() => (" + GRAPHS + "[1].layout.meta.highlight || [])"
                            ".length === 2")
     assert traj.evaluate("g => g.layout.meta.highlight")[0] == pytest.approx(lo)
     x, y, w, h = figure2_box(page)
@@ -404,24 +439,24 @@ def test_drag_selects_a_stretch_and_double_click_clears_it(server, page):
 
 def test_trajectory_projection_and_dimensions(server, page):
     page.goto(server)
-    expect(page.locator(".js-plotly-plot").nth(1)).to_be_visible()
+    expect(graph(page, 1)).to_be_visible()
     settle(page)
-    traj = page.locator(".js-plotly-plot").nth(1)
+    traj = graph(page, 1)
     assert traj.evaluate("g => g.layout.meta.dims") == 2
     assert traj.locator(".scatterlayer .trace").count() >= 4  # both paths: lines and points
     page.get_by_text("Fixed for this checkpoint").click()
     expect(caption(page, "example clips")).to_be_visible()
     settle(page)
     page.get_by_text("3-D").click()
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')[1].layout.meta.dims === 3")
+    page.wait_for_function("() => " + GRAPHS + "[1].layout.meta.dims === 3")
     settle(page)
-    assert page.locator(".js-plotly-plot").nth(1).evaluate("g => g.data[0].type") == "scatter3d"
+    assert graph(page, 1).evaluate("g => g.data[0].type") == "scatter3d"
     assert_no_exception(page)
 
 
 def test_reconstruct_and_continue_give_audio(server, page):
     page.goto(server)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    expect(graph(page)).to_be_visible()
     settle(page)
     page.get_by_role("button", name="Reconstruct the clip").click()
     expect(caption(page, "Reconstruction (decoder mean)")).to_be_visible()
@@ -435,7 +470,7 @@ def test_reconstruct_and_continue_give_audio(server, page):
         new Promise(r => a.addEventListener('loadedmetadata', () => r(a.duration)))))""")
     assert durations[2] == pytest.approx(2.0, abs=0.02)  # the reconstruction is as long as the clip
     assert durations[3] == pytest.approx(1.0 + 2.0, abs=0.02)  # clip to 1.0 s (half), then 2 s of the model
-    hear = page.locator(".js-plotly-plot").last
+    hear = graph(page, -1)
     assert hear.evaluate("g => g.layout.meta.rows") == ["reconstruction", "continuation"]
     assert_no_exception(page)
 
@@ -460,7 +495,7 @@ def test_microphone_recording_is_analysed(server, mic_browser):
     pg.set_default_timeout(TIMEOUT_MS)
     try:
         pg.goto(server)
-        expect(pg.locator(".js-plotly-plot").first).to_be_visible()
+        expect(graph(pg)).to_be_visible()
         settle(pg)
         recorder = pg.locator('[data-testid="stAudioInput"]')
         button = recorder.get_by_test_id("stAudioInputActionButton")

@@ -8,11 +8,13 @@ import shutil
 
 import pytest
 from test_browser import (  # noqa: F401 (browser, page, playwright: fixtures)
+    GRAPHS,
     assert_no_exception,
     browser,
     caption,
     drag_across_figure2,
     expect,
+    graph,
     page,
     playwright,
     pytestmark,
@@ -41,7 +43,7 @@ TRACE_NAMES = "gd => gd.data.map(t => t.name || '')"
 
 def test_reference_lines_scores_and_a_bad_upload(server, page, tmp_path):  # noqa: F811 (the fixture)
     page.goto(server)
-    plot = page.locator(".js-plotly-plot").first
+    plot = graph(page)
     expect(plot).to_be_visible()
     expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()  # the score table
     settle(page)
@@ -58,8 +60,8 @@ def test_reference_lines_scores_and_a_bad_upload(server, page, tmp_path):  # noq
     expect(warning).to_contain_text("bad.csv")
     settle(page)
     assert_no_exception(page)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the figure stays, without the reference
-    assert "reference boundaries" not in page.locator(".js-plotly-plot").first.evaluate(TRACE_NAMES)
+    expect(graph(page)).to_be_visible()  # the figure stays, without the reference
+    page.wait_for_function("() => !" + GRAPHS + "[0].data.some(t => t.name === 'reference boundaries')")
     assert page.locator('[data-testid="stDataFrame"]').count() == 0
 
 
@@ -73,12 +75,16 @@ def test_tolerance_updates_the_table_alone(server, page):  # noqa: F811 (the fix
     drag_across_figure2(page, 0.25, 0.5)
     expect(caption(page, "Playing the selection")).to_be_visible()
     settle(page)
-    # mark the drawn figures: a figure drawn again is a new graph div (Streamlit remounts a changed chart)
-    page.evaluate("() => document.querySelectorAll('.js-plotly-plot').forEach((g, i) => { g.__mark = i + 1; })")
+    page.wait_for_function("() => " + GRAPHS + ".length === 2")  # the trajectory too (drawn after Figure 2)
+    # mark the drawn figures and count their draws: a figure drawn again would be drawn in place (Plotly.react) or
+    # in a new graph div (st.plotly_chart remounts a changed chart)
+    page.evaluate("() => " + GRAPHS + ".forEach((g, i) => { g.__mark = i + 1; g.__draws = 0;"
+                  " g.on('plotly_afterplot', () => { g.__draws += 1; }); })")
     tol = page.locator('[data-testid="stNumberInput"]', has_text="Tolerance")
     tol.locator('[data-testid="stNumberInputStepUp"]').click()
     expect(caption(page, "Scores at 25 ms")).to_be_visible()
     settle(page)
-    assert page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(g => g.__mark)") == [1, 2]
+    page.wait_for_timeout(500)
+    assert page.evaluate("() => " + GRAPHS + ".map(g => [g.__mark, g.__draws])") == [[1, 0], [2, 0]]
     expect(caption(page, "Playing the selection")).to_be_visible()
     assert_no_exception(page)
