@@ -684,3 +684,12 @@ def test_figure_revision_follows_the_figure():
     assert ui.figure_json(a) is ui.figure_json(a)  # cached on the object
     assert ui.figure_json(go.Figure(go.Scatter(x=[0, 1], y=[1, 2])))[1] == rev
     assert ui.figure_json(go.Figure(go.Scatter(x=[0, 1], y=[1, 3])))[1] != rev
+
+
+def test_no_full_garbage_collection_after_each_script_run():
+    """Streamlit's runner.postScriptGC (default true) runs gc.collect(2) after every rerun, holding the GIL: with
+    torch and the cached figures loaded that was ~0.4 s of each interaction (benchmarks/README.md, issue 14)."""
+    import tomllib
+
+    config = tomllib.loads((APP.parent / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False

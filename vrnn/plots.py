@@ -408,7 +408,7 @@ def _stride(n: int, max_points: int, keep: slice | None = None) -> np.ndarray:
 def trajectory_figure(posterior: np.ndarray, prior: np.ndarray | None, times: np.ndarray, *,
                       highlight: tuple[float, float] | None = None, labels: Sequence[str] | None = None,
                       axis_names: Sequence[str] = ("PC1", "PC2", "PC3"), title: str | None = None,
-                      max_points: int = 800, height: int = 420) -> go.Figure:
+                      max_points: int = 400, height: int = 420) -> go.Figure:
     """The latent trajectory of one clip: posterior means mu_z,t (left) and prior means mu_0,t (right, same
     axes and scales) projected to 2-D or 3-D, one point per frame, joined in time order.
 
@@ -419,8 +419,10 @@ def trajectory_figure(posterior: np.ndarray, prior: np.ndarray | None, times: np
         labels: [T] a label per frame (reference phones, `vrnn.latent.frame_labels`; '' = none): points
             coloured by label, one legend entry per label.
         max_points: longest path drawn point by point; longer ones are thinned evenly (the highlighted
-            stretch kept in more detail). plotly.js drew the two 2-D panels of a 30 s clip (2400 frames) in
-            2.0-2.8 s with every frame and 0.8-1.2 s with 600 (headless Chromium, loaded 2-core machine).
+            stretch kept in more detail: every frame of it up to max_points // 2). plotly.js drew the two 2-D
+            panels of a 30 s clip (2400 frames) in 2.0-2.8 s with every frame and 0.8-1.2 s with 600 (headless
+            Chromium, loaded 2-core machine); redrawing them for a new highlight took 100-280 ms at 800 points
+            and 63-174 ms at 400 (issue 14, fourth session: every point is styled one by one).
     Returns a Figure with `layout.meta = {"dims": 2 or 3, "panels": [...], "highlight": [start, end] or None}`.
     Built as plain dicts without plotly's validation, like `figure2`.
     """
