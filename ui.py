@@ -645,13 +645,10 @@ def model_summary(ref: CheckpointRef, model: vrnn.VRNN) -> dict:
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
 
 
-def plotly(fig, key: str | None = None, on_select=None):
-    """st.plotly_chart with the app's settings (full width, no logo, PNG export at 2x). With `on_select` (a
-    callback) a drag box-selects and the callback runs before the rerun; returns the selection state."""
-    if on_select is None:
-        return st.plotly_chart(fig, key=key, theme=None, config=PLOTLY_CONFIG)
-    return st.plotly_chart(fig, key=key, theme=None, config=PLOTLY_CONFIG, on_select=on_select,
-                           selection_mode="box")
+def plotly(fig, key: str | None = None):
+    """st.plotly_chart with the app's settings (full width, no logo, PNG export at 2x), for figures that change
+    only with the page's inputs; Figure 2 and the trajectory, redrawn on every control, use `plotly_graph`."""
+    return st.plotly_chart(fig, key=key, theme=None, config=PLOTLY_CONFIG)
 
 
 GRAPH_SOURCE = ROOT / "components" / "plotly_graph"  # index.html of the graph that stays mounted
