@@ -347,20 +347,20 @@ def caption(pg, text: str):
     return pg.locator('[data-testid="stCaptionContainer"]', has_text=text)
 
 
-def figure2_box(pg) -> tuple[float, float, float, float]:
-    """(left, top, width, height) in the page of Figure 2's first row's plot area."""
+def figure2_box(pg, row: int = 1) -> tuple[float, float, float, float]:
+    """(left, top, width, height) in the page of the plot area of Figure 2's `row` (1: the top row)."""
     g = graph(pg)
     ox, oy = g.evaluate(OFFSET)
-    x, y, w, h = g.evaluate("""g => { const b = g.getBoundingClientRect();
-        const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis;
-        return [b.left + xa._offset, b.top + ya._offset, xa._length, ya._length]; }""")
+    x, y, w, h = g.evaluate("""(g, row) => { const b = g.getBoundingClientRect();
+        const xa = g._fullLayout.xaxis, ya = g._fullLayout[row > 1 ? `yaxis${row}` : 'yaxis'];
+        return [b.left + xa._offset, b.top + ya._offset, xa._length, ya._length]; }""", row)
     return ox + x, oy + y, w, h
 
 
-def drag_across_figure2(pg, start: float = 0.25, end: float = 0.5) -> None:
-    """A box-select drag across Figure 2's first row, from `start` to `end` of its plot width (in three moves,
-    as a hand would)."""
-    x, y, w, h = figure2_box(pg)
+def drag_across_figure2(pg, start: float = 0.25, end: float = 0.5, row: int = 1) -> None:
+    """A box-select drag across Figure 2's `row`, from `start` to `end` of its plot width (in three moves, as a
+    hand would)."""
+    x, y, w, h = figure2_box(pg, row)
     pg.mouse.move(x + start * w, y + h / 2)
     pg.mouse.down()
     pg.mouse.move(x + (start + end) / 2 * w, y + h / 2, steps=3)
@@ -434,6 +434,12 @@ def test_drag_selects_a_stretch_and_double_click_clears_it(server, page):
     page.mouse.dblclick(x + 0.75 * w, y + h / 2)
     expect(caption(page, "Playing the whole clip")).to_be_visible()
     settle(page)
+    drag_across_figure2(page, 0.5, 0.75, row=3)  # any row: the waveform, from 1.0 s to 1.5 s
+    expect(caption(page, "Playing the selection")).to_be_visible()
+    settle(page)
+    text = caption(page, "Playing the selection").inner_text()
+    lo, hi = (float(v) for v in text.split(", ")[1].split(" s")[0].split("–"))
+    assert lo == pytest.approx(1.0, abs=0.05) and hi == pytest.approx(1.5, abs=0.05)
     assert_no_exception(page)
 
 
