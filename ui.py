@@ -654,30 +654,33 @@ def plotly(fig, key: str | None = None):
 GRAPH_SOURCE = ROOT / "components" / "plotly_graph"  # index.html of the graph that stays mounted
 
 
-@st.cache_resource(show_spinner=False)
-def _graph_folder() -> str:
+def _graph_folder() -> str | None:
     """The folder Streamlit serves the graph component from: components/plotly_graph/index.html beside the plotly
     Python package's own plotly.min.js (the same plotly.js that st.plotly_chart would use for these figures), put
-    together once per (index.html, plotly version) under the system's temporary folder. Written to a fresh
-    folder first and renamed into place, so a reader never sees it half written."""
+    together once per (index.html, plotly version) under the system's temporary folder, and again if something
+    cleaned it away. Written to a fresh folder first and renamed into place, so a reader never sees it half
+    written. None when it cannot be written (a read-only temporary folder): the caller falls back."""
     import shutil
     import tempfile
 
     import plotly
 
     html = (GRAPH_SOURCE / "index.html").read_bytes()
-    plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     tag = hashlib.sha256(html + plotly.__version__.encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / f"vrnn-explorer-plotly-graph-{tag}"
-    if not (folder / "index.html").is_file():
+    if (folder / "index.html").is_file():
+        return str(folder)
+    try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-        shutil.copyfile(plotly_js, tmp / "plotly.min.js")
+        shutil.copyfile(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", tmp / "plotly.min.js")
         (tmp / "index.html").write_bytes(html)
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process put it there first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return str(folder)
+    except OSError:
+        return None
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process put it there first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(folder) if (folder / "index.html").is_file() else None
 
 
 def figure_json(fig) -> tuple[str, str]:
@@ -705,8 +708,14 @@ def plotly_graph(fig, key: str, on_select=None):
     components/plotly_graph/index.html), plotly.js from the plotly package."""
     from streamlit.components.v1 import declare_component
 
+    folder = _graph_folder()
+    if folder is None:  # the component's folder could not be written: the same figure through st.plotly_chart
+        if on_select is None:
+            return plotly(fig, key=key)
+        return st.plotly_chart(fig, key=key, theme=None, config=PLOTLY_CONFIG, on_select=on_select,
+                               selection_mode="box")
     text, revision = figure_json(fig)
-    graph = declare_component("plotly_graph", path=_graph_folder())  # registers it with this session's runtime
+    graph = declare_component("plotly_graph", path=folder)  # registers it with this session's runtime
     return graph(figure=text, revision=revision, config=PLOTLY_CONFIG, select=on_select is not None, key=key,
                  default=None, on_change=on_select)
 

@@ -669,6 +669,10 @@ def test_plotly_graph_serves_its_page_beside_plotlys_own_script():
     script = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     assert (folder / "plotly.min.js").read_bytes() == script.read_bytes()
     assert 'src="plotly.min.js"' in (folder / "index.html").read_text()
+    import shutil
+
+    shutil.rmtree(folder)  # cleaned away while the app runs (a temporary-folder sweep): put together again
+    assert ui._graph_folder() == str(folder) and (folder / "plotly.min.js").is_file()
 
 
 def test_figure_revision_follows_the_figure():
@@ -693,3 +697,17 @@ def test_no_full_garbage_collection_after_each_script_run():
 
     config = tomllib.loads((APP.parent / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_figure2_falls_back_to_st_plotly_chart_without_a_component_folder(app_env, monkeypatch):
+    """Where the component's folder cannot be written (a read-only temporary folder), Figure 2 and the trajectory
+    are still drawn, by st.plotly_chart, with the drag selection."""
+    import ui
+
+    monkeypatch.setattr(ui, "_graph_folder", lambda: None)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.run()  # the trajectory is drawn from the second run on
+    assert_clean(at)
+    charts = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+    assert [c["layout"]["meta"].get("rows", ["trajectory"])[:1] for c in charts[:2]] == [["delta"], ["trajectory"]]
+    assert at.get("plotly_chart")[0].proto.selection_mode  # Figure 2 box-selects
