@@ -23,6 +23,8 @@ from vrnn.segplots import add_peaks, add_reference
 FIG_ROW_PX = 130  # plot height of each main row: the three rows fit a 1400 x 900 window with the controls
 TRAJ_PX = 420  # height of the latent trajectory (trajectory_figure's default), held while it waits to be drawn
 TRAJ_DRAWN = "_trajectory_drawn"  # session: the (checkpoint, clip) pairs whose trajectory has been drawn
+WARM = "_figure2_warm"  # session: builds the figures one row toggle away (set by `explore`)
+WARM_AFTER = "_figure2_warm_after"  # session: the (checkpoint, clip) whose trajectory, once drawn, warms them
 
 st.title("Figure 2")
 
@@ -104,17 +106,26 @@ def explore() -> None:
         else:
             seg_key = (cref.key,)
 
-    def build():
-        fig = figure2(a, spectrogram=ui.log_mel(clip.digest, a.waveform) if show_mel else False,
-                      kl_heatmap=show_kl, means=show_means, time_range=time_range, row_px=FIG_ROW_PX, select=True)
-        if cref is not None:
-            add_reference(fig, cref.ref, time_range=time_range)
-            add_peaks(fig, a, peaks)
-        return fig
+    def figure_for(mel: bool, kl: bool, means: bool):
+        """Figure 2 with these extra rows, in the current view, with the current reference and peaks (memo)."""
+        def build():
+            fig = figure2(a, spectrogram=ui.log_mel(clip.digest, a.waveform) if mel else False, kl_heatmap=kl,
+                          means=means, time_range=time_range, row_px=FIG_ROW_PX, select=True)
+            if cref is not None:
+                add_reference(fig, cref.ref, time_range=time_range)
+                add_peaks(fig, a, peaks)
+            return fig
 
-    fig = ui.memo("figure2", (ref.key, clip.digest, show_mel, show_kl, show_means, time_range, seg_key), 32, build)
+        return ui.memo("figure2", (ref.key, clip.digest, mel, kl, means, time_range, seg_key), 32, build)
+
+    fig = figure_for(show_mel, show_kl, show_means)
     with fig_box:
         ui.plotly_graph(fig, key="figure2", on_select=_from_selection)
+    # the figures one row toggle away (the first spectrogram is a log-mel of the whole clip), built and serialised
+    # once the trajectory of a new clip is on the screen (`trajectory`), so a first toggle finds them ready
+    rows = (show_mel, show_kl, show_means)
+    st.session_state[WARM] = lambda: [ui.figure_json(figure_for(*(v != (i == k) for i, v in enumerate(rows))))
+                                      for k in range(3 if a.has_latent else 1)]
     if cref is not None:
         score_table(tol_box, table_box, picking)
     if a.has_latent:
@@ -152,6 +163,7 @@ def trajectory(highlight: tuple[float, float] | None) -> None:
     drawn = st.session_state.setdefault(TRAJ_DRAWN, set())
     if (ref.key, clip.digest) not in drawn:  # first sight of this clip's trajectory: below the fold, so it is
         drawn.add((ref.key, clip.digest))    # drawn in a rerun of this fragment once Figure 2 is on the screen
+        st.session_state[WARM_AFTER] = (ref.key, clip.digest)
         ui.after_paint(f"traj_after_{clip.digest[:16]}", TRAJ_PX)
         return
     proj = ui.clip_projection(ref, clip, a) if kind.startswith("PCA") else ui.checkpoint_projection(ref, model)
@@ -172,6 +184,9 @@ def trajectory(highlight: tuple[float, float] | None) -> None:
     st.caption(f"Projection fitted on {proj.source}; the percentages are the variance along each axis there. "
                + ("Coloured by reference phone." if labels else "Coloured by time.")
                + (f" Solid: {highlight[0]:.3f}–{highlight[1]:.3f} s." if highlight else ""))
+    if st.session_state.get(WARM_AFTER) == (ref.key, clip.digest) and WARM in st.session_state:
+        del st.session_state[WARM_AFTER]  # this clip's page is all on the screen: prepare the next figures
+        st.session_state[WARM]()
 
 
 explore_box, reference_box = st.container(), st.container()  # the figure first; its reference inputs below it

@@ -711,3 +711,20 @@ def test_figure2_falls_back_to_st_plotly_chart_without_a_component_folder(app_en
     charts = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
     assert [c["layout"]["meta"].get("rows", ["trajectory"])[:1] for c in charts[:2]] == [["delta"], ["trajectory"]]
     assert at.get("plotly_chart")[0].proto.selection_mode  # Figure 2 box-selects
+
+
+def test_figures_one_toggle_away_are_ready_once_the_page_is_drawn(app_env):
+    """When a new clip's trajectory is drawn (the rerun after Figure 2 is painted), Figure 2 with each extra row
+    toggled is built and serialised in advance, so a first toggle (the spectrogram: a log-mel of the whole clip)
+    finds it ready; before that nothing is built ahead."""
+    import ui
+
+    ui._memo_store()[0].pop("figure2", None)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    rows = lambda: sorted(k[2:5] for k in ui._memo_store()[0]["figure2"])  # noqa: E731 (mel, kl, means)
+    assert rows() == [(False, False, False)]  # the first run: Figure 2 only
+    at.run()  # the trajectory's rerun after paint
+    assert_clean(at)
+    assert rows() == [(False, False, False), (False, False, True), (False, True, False), (True, False, False)]
+    figs = ui._memo_store()[0]["figure2"].values()
+    assert all(getattr(f, "_vrnn_json", None) for f in figs)  # serialised too
