@@ -903,6 +903,26 @@ def scores(ref: CheckpointRef, clip: Clip, a: vrnn.Analysis, reference: ClipRefe
     return _scores(ref.key, ref.label, clip.digest, reference.key, float(tolerance), picking, a, reference.ref)
 
 
+def detected_peaks(ref: CheckpointRef, clip: Clip, a: vrnn.Analysis, reference: ClipReference,
+                   picking: tuple) -> dict[str, np.ndarray]:
+    """The detected boundary times (s) per model signal (`scores`; they do not depend on the tolerance), kept
+    in-process per (checkpoint, clip, reference, picking) by `memo`: every rerun of the figure reads them, and
+    st.cache_data would unpickle a copy each time."""
+    return memo("peaks", (ref.key, clip.digest, reference.key, picking), 32,
+                lambda: scores(ref, clip, a, reference, tolerance(), picking)[1])
+
+
+def score_table(ref: CheckpointRef, clip: Clip, a: vrnn.Analysis, reference: ClipReference, tol: float,
+                picking: tuple):
+    """The score records of `scores` as a pyarrow Table [signals x columns], built once per (checkpoint, clip,
+    reference, tolerance, picking) by `memo`: st.dataframe sends a pyarrow Table as is, where a list of records
+    went through pandas and a pyarrow conversion on every rerun of the figure (~65 ms here; py-spy, issue 14)."""
+    import pyarrow as pa
+
+    return memo("score_table", (ref.key, clip.digest, reference.key, float(tol), picking), 64,
+                lambda: pa.Table.from_pylist(scores(ref, clip, a, reference, tol, picking)[0]))
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def _compare_scores(keys: tuple, clip_digest: str, ref_key: tuple, tolerance: float, _analyses: dict, _ref
                     ) -> list[dict]:

@@ -101,7 +101,7 @@ def explore() -> None:
         picking = ui.picking_inputs(pick_boxes)
         table_box = st.container()
         if a.has_latent:  # the detected peaks depend on the picking, not on the tolerance
-            peaks = ui.scores(ref, clip, a, cref, ui.tolerance(), picking)[1]
+            peaks = ui.detected_peaks(ref, clip, a, cref, picking)
             seg_key = (cref.key, picking)
         else:
             seg_key = (cref.key,)
@@ -141,12 +141,12 @@ def score_table(tol_box, table_box, picking: tuple) -> None:
             st.caption(f"Reference: {ui.plain(cref.source)} (green lines). This RNN model has no latent signals to "
                        "score.")
             return
-        records = ui.scores(ref, clip, a, cref, tolerance, picking)[0]
+        table = ui.score_table(ref, clip, a, cref, tolerance, picking)
         st.caption(f"Reference: {ui.plain(cref.source)} (green lines; phone labels when at most 60 phones are in "
                    "view: zoom in). ▼ detected boundaries of δ_t and KL_t. Scores at "
                    f"{1000 * tolerance:.0f} ms, one-to-one matching; p2p: phone-to-phone boundaries only "
                    "(silence edges excluded).")
-        st.dataframe(records, hide_index=True, width="stretch")
+        st.dataframe(table, hide_index=True, width="stretch")
 
 
 @st.fragment
