@@ -7,7 +7,7 @@ the score table (the tolerance) and the latent trajectory (projection, dimension
 every row; a stretch dragged on any row of the figure (plotly box select) is the selection: it plays, and a double
 click clears it. A selection belongs to the figure it was drawn on (a changed figure is drawn without the box).
 Figure 2 and the trajectory are `ui.plotly_graph`s: graphs that stay mounted and take a changed figure with
-Plotly.react (benchmarks/README.md, issue 14: every interaction under 300 ms on a quiet 2-core machine).
+Plotly.react (benchmarks/README.md, issue 14: interactions at 60-420 ms on a quiet 2-core machine, most under 300).
 """
 
 import numpy as np
