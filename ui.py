@@ -15,6 +15,7 @@ switch or a toggled row never reruns the model.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -645,13 +646,29 @@ def model_summary(ref: CheckpointRef, model: vrnn.VRNN) -> dict:
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
 
 
-def plotly(fig, key: str | None = None):
+def plotly(fig, key: str | None = None, on_select=None):
     """st.plotly_chart with the app's settings (full width, no logo, PNG export at 2x), for figures that change
-    only with the page's inputs; Figure 2 and the trajectory, redrawn on every control, use `plotly_graph`."""
-    return st.plotly_chart(fig, key=key, theme=None, config=PLOTLY_CONFIG)
+    only with the page's inputs (Figure 2 and the trajectory, redrawn on every control, use `plotly_graph`). With
+    `on_select` (a callback) a drag box-selects and the callback runs before the rerun; returns the selection."""
+    if on_select is None:
+        return st.plotly_chart(fig, key=key, theme=None, config=PLOTLY_CONFIG)
+    return st.plotly_chart(fig, key=key, theme=None, config=PLOTLY_CONFIG, on_select=on_select,
+                           selection_mode="box")
 
 
 GRAPH_SOURCE = ROOT / "components" / "plotly_graph"  # index.html of the graph that stays mounted
+
+
+@functools.cache
+def _graph_source() -> tuple[bytes, Path]:
+    """(components/plotly_graph/index.html, the folder it is served from: one per page and plotly version)."""
+    import tempfile
+
+    import plotly
+
+    html = (GRAPH_SOURCE / "index.html").read_bytes()
+    tag = hashlib.sha256(html + plotly.__version__.encode()).hexdigest()[:16]
+    return html, Path(tempfile.gettempdir()) / f"vrnn-explorer-plotly-graph-{tag}"
 
 
 def _graph_folder() -> str | None:
@@ -665,9 +682,7 @@ def _graph_folder() -> str | None:
 
     import plotly
 
-    html = (GRAPH_SOURCE / "index.html").read_bytes()
-    tag = hashlib.sha256(html + plotly.__version__.encode()).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / f"vrnn-explorer-plotly-graph-{tag}"
+    html, folder = _graph_source()
     if (folder / "index.html").is_file():
         return str(folder)
     try:
@@ -710,10 +725,7 @@ def plotly_graph(fig, key: str, on_select=None):
 
     folder = _graph_folder()
     if folder is None:  # the component's folder could not be written: the same figure through st.plotly_chart
-        if on_select is None:
-            return plotly(fig, key=key)
-        return st.plotly_chart(fig, key=key, theme=None, config=PLOTLY_CONFIG, on_select=on_select,
-                               selection_mode="box")
+        return plotly(fig, key=key, on_select=on_select)
     text, revision = figure_json(fig)
     graph = declare_component("plotly_graph", path=folder)  # registers it with this session's runtime
     return graph(figure=text, revision=revision, config=PLOTLY_CONFIG, select=on_select is not None, key=key,

@@ -23,7 +23,6 @@ from vrnn.segplots import add_peaks, add_reference
 FIG_ROW_PX = 130  # plot height of each main row: the three rows fit a 1400 x 900 window with the controls
 TRAJ_PX = 420  # height of the latent trajectory (trajectory_figure's default), held while it waits to be drawn
 TRAJ_DRAWN = "_trajectory_drawn"  # session: the (checkpoint, clip) pairs whose trajectory has been drawn
-WARM = "_figure2_warm"  # session: builds the figures one row toggle away (set by `explore`)
 WARM_AFTER = "_figure2_warm_after"  # session: the (checkpoint, clip) whose trajectory, once drawn, warms them
 
 st.title("Figure 2")
@@ -124,12 +123,15 @@ def explore() -> None:
     # the figures one row toggle away (the first spectrogram is a log-mel of the whole clip), built and serialised
     # once the trajectory of a new clip is on the screen (`trajectory`), so a first toggle finds them ready
     rows = (show_mel, show_kl, show_means)
-    st.session_state[WARM] = lambda: [ui.figure_json(figure_for(*(v != (i == k) for i, v in enumerate(rows))))
-                                      for k in range(3 if a.has_latent else 1)]
+
+    def warm() -> None:
+        for k in range(3 if a.has_latent else 1):
+            ui.figure_json(figure_for(*(v != (i == k) for i, v in enumerate(rows))))
+
     if cref is not None:
         score_table(tol_box, table_box, picking)
     if a.has_latent:
-        trajectory(sel or time_range)
+        trajectory(sel or time_range, warm)
 
 
 @st.fragment
@@ -150,9 +152,10 @@ def score_table(tol_box, table_box, picking: tuple) -> None:
 
 
 @st.fragment
-def trajectory(highlight: tuple[float, float] | None) -> None:
+def trajectory(highlight: tuple[float, float] | None, warm) -> None:
     """The latent trajectory, linked to the view and the selection (drawn solid, the rest faded); reruns alone
-    when its projection or dimensions change."""
+    when its projection or dimensions change. `warm()` builds the figures one row toggle away: called once a new
+    clip's trajectory is drawn (the after-paint rerun), when the whole page is on the screen."""
     st.subheader("Latent trajectory", help="Each point is one frame's posterior mean μ_z,t (left) or prior mean "
                  "μ_0,t (right), projected on three principal axes; consecutive frames are joined.")
     t1, t2 = st.columns([3, 1])
@@ -184,9 +187,9 @@ def trajectory(highlight: tuple[float, float] | None) -> None:
     st.caption(f"Projection fitted on {proj.source}; the percentages are the variance along each axis there. "
                + ("Coloured by reference phone." if labels else "Coloured by time.")
                + (f" Solid: {highlight[0]:.3f}–{highlight[1]:.3f} s." if highlight else ""))
-    if st.session_state.get(WARM_AFTER) == (ref.key, clip.digest) and WARM in st.session_state:
+    if st.session_state.get(WARM_AFTER) == (ref.key, clip.digest):
         del st.session_state[WARM_AFTER]  # this clip's page is all on the screen: prepare the next figures
-        st.session_state[WARM]()
+        warm()
 
 
 explore_box, reference_box = st.container(), st.container()  # the figure first; its reference inputs below it
