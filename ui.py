@@ -716,8 +716,9 @@ def figure_json(fig) -> tuple[str, str]:
 def plotly_graph(fig, key: str, on_select=None):
     """Draw `fig` in one plotly.js graph that stays mounted while its `key` stays on the page: a changed figure is
     applied with Plotly.react at the width known before drawing (st.plotly_chart remounts a changed chart and
-    draws it twice); an unchanged one is left as drawn. With `on_select` (a callback) a drag box-selects and the
-    callback runs before the rerun; the state, st.session_state[key], has st.plotly_chart's shape
+    draws it twice); an unchanged one is left as drawn, and one off the screen is drawn when it scrolls in (the
+    last figure sent; its place is held at the figure's height). With `on_select` (a callback) a drag
+    box-selects and the callback runs before the rerun; the state, st.session_state[key], has st.plotly_chart's shape
     ({"selection": {"box": [{"x": [t0, t1]}]}}; an empty box list after a double click) for `selected_range`.
     Returns that state (None before the first selection). Source: streamlit.components.v1 (custom component,
     components/plotly_graph/index.html), plotly.js from the plotly package."""

@@ -6,8 +6,9 @@ cached WAV bytes: no model pass, no recomputation. Two fragments inside it rerun
 the score table (the tolerance) and the latent trajectory (projection, dimensions). The view (slider) zooms
 every row; a stretch dragged on any row of the figure (plotly box select) is the selection: it plays, and a double
 click clears it. A selection belongs to the figure it was drawn on (a changed figure is drawn without the box).
-Figure 2 and the trajectory are `ui.plotly_graph`s: graphs that stay mounted and take a changed figure with
-Plotly.react (benchmarks/README.md, issue 14: interactions at 60-420 ms on a quiet 2-core machine, most under 300).
+Figure 2 and the trajectory are `ui.plotly_graph`s: graphs that stay mounted, take a changed figure with
+Plotly.react, and draw one off the screen (the trajectory below the fold) only when it scrolls in
+(benchmarks/README.md, issue 14: interaction times on a quiet 2-core machine).
 """
 
 import numpy as np
@@ -24,6 +25,7 @@ FIG_ROW_PX = 130  # plot height of each main row: the three rows fit a 1400 x 90
 TRAJ_PX = 420  # height of the latent trajectory (trajectory_figure's default), held while it waits to be drawn
 TRAJ_DRAWN = "_trajectory_drawn"  # session: the (checkpoint, clip) pairs whose trajectory has been drawn
 WARM_AFTER = "_figure2_warm_after"  # session: the (checkpoint, clip) whose trajectory, once drawn, warms them
+PROJECTIONS = ("PCA of this clip", "Fixed for this checkpoint")  # the trajectory's projections
 
 st.title("Figure 2")
 
@@ -155,11 +157,12 @@ def score_table(tol_box, table_box, picking: tuple) -> None:
 def trajectory(highlight: tuple[float, float] | None, warm) -> None:
     """The latent trajectory, linked to the view and the selection (drawn solid, the rest faded); reruns alone
     when its projection or dimensions change. `warm()` builds the figures one row toggle away: called once a new
-    clip's trajectory is drawn (the after-paint rerun), when the whole page is on the screen."""
+    clip's trajectory is sent (the after-paint rerun), when the whole page is on the screen; the other projection's
+    trajectory is built then too."""
     st.subheader("Latent trajectory", help="Each point is one frame's posterior mean μ_z,t (left) or prior mean "
                  "μ_0,t (right), projected on three principal axes; consecutive frames are joined.")
     t1, t2 = st.columns([3, 1])
-    kind = t1.radio("Projection", ["PCA of this clip", "Fixed for this checkpoint"], horizontal=True,
+    kind = t1.radio("Projection", PROJECTIONS, horizontal=True,
                     key="traj_proj", help="Fixed: the same axes for every clip of this checkpoint, fitted on its "
                     "training windows, so clips compare.")
     dims = 3 if t2.radio("Dimensions", ["2-D", "3-D"], horizontal=True, key="traj_dims") == "3-D" else 2
@@ -169,20 +172,28 @@ def trajectory(highlight: tuple[float, float] | None, warm) -> None:
         st.session_state[WARM_AFTER] = (ref.key, clip.digest)
         ui.after_paint(f"traj_after_{clip.digest[:16]}", TRAJ_PX)
         return
-    proj = ui.clip_projection(ref, clip, a) if kind.startswith("PCA") else ui.checkpoint_projection(ref, model)
+    segments = ui.reference_segments(clip)
+    labels = frame_labels(a.times, segments) if segments else None
+    phones = tuple(segments) if segments else None  # the colours depend on the labels, not only on having some
+
+    def projected(kind: str):
+        """(projection, trajectory figure) for this projection kind, in the current dimensions (memo); (None,
+        None) where there is no fixed projection."""
+        proj = ui.clip_projection(ref, clip, a) if kind.startswith("PCA") else ui.checkpoint_projection(ref, model)
+        if proj is None:
+            return None, None
+        names = [f"PC{k + 1} ({100 * e:.0f} %)" for k, e in enumerate(proj.explained)]
+        post, prior = ui.memo("projected", (ref.key, clip.digest, kind, proj.source), 16,
+                              lambda: (proj(a.z_mean), proj(a.prior_mean)))  # [T, 3] each
+        return proj, ui.memo("trajectory", (ref.key, clip.digest, kind, dims, highlight, proj.source, phones), 32,
+                             lambda: trajectory_figure(post[:, :dims], prior[:, :dims], a.times, highlight=highlight,
+                                                       labels=labels, axis_names=names, height=TRAJ_PX))
+
+    proj, fig = projected(kind)
     if proj is None:
         st.info("No fixed projection for this checkpoint: it has no projection file and there are no example "
                 "clips to fit one on.")
         return
-    segments = ui.reference_segments(clip)
-    labels = frame_labels(a.times, segments) if segments else None
-    names = [f"PC{k + 1} ({100 * e:.0f} %)" for k, e in enumerate(proj.explained)]
-    post, prior = ui.memo("projected", (ref.key, clip.digest, kind, proj.source), 16,
-                          lambda: (proj(a.z_mean), proj(a.prior_mean)))  # [T, 3] each
-    phones = tuple(segments) if segments else None  # the colours depend on the labels, not only on having some
-    fig = ui.memo("trajectory", (ref.key, clip.digest, kind, dims, highlight, proj.source, phones), 32,
-                  lambda: trajectory_figure(post[:, :dims], prior[:, :dims], a.times, highlight=highlight,
-                                            labels=labels, axis_names=names, height=TRAJ_PX))
     ui.plotly_graph(fig, key="trajectory")
     st.caption(f"Projection fitted on {proj.source}; the percentages are the variance along each axis there. "
                + ("Coloured by reference phone." if labels else "Coloured by time.")
@@ -190,6 +201,10 @@ def trajectory(highlight: tuple[float, float] | None, warm) -> None:
     if st.session_state.get(WARM_AFTER) == (ref.key, clip.digest):
         del st.session_state[WARM_AFTER]  # this clip's page is all on the screen: prepare the next figures
         warm()
+        other = PROJECTIONS[1 - PROJECTIONS.index(kind)]  # and the other projection's trajectory
+        other_fig = projected(other)[1]
+        if other_fig is not None:
+            ui.figure_json(other_fig)
 
 
 explore_box, reference_box = st.container(), st.container()  # the figure first; its reference inputs below it

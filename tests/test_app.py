@@ -716,15 +716,21 @@ def test_figure2_falls_back_to_st_plotly_chart_without_a_component_folder(app_en
 def test_figures_one_toggle_away_are_ready_once_the_page_is_drawn(app_env):
     """When a new clip's trajectory is drawn (the rerun after Figure 2 is painted), Figure 2 with each extra row
     toggled is built and serialised in advance, so a first toggle (the spectrogram: a log-mel of the whole clip)
-    finds it ready; before that nothing is built ahead."""
+    finds it ready, and so is the trajectory in the other projection; before that nothing is built ahead."""
     import ui
 
-    ui._memo_store()[0].pop("figure2", None)
+    for name in ("figure2", "trajectory"):
+        ui._memo_store()[0].pop(name, None)
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     rows = lambda: sorted(k[2:5] for k in ui._memo_store()[0]["figure2"])  # noqa: E731 (mel, kl, means)
     assert rows() == [(False, False, False)]  # the first run: Figure 2 only
+    assert not ui._memo_store()[0].get("trajectory")
     at.run()  # the trajectory's rerun after paint
     assert_clean(at)
     assert rows() == [(False, False, False), (False, False, True), (False, True, False), (True, False, False)]
     figs = ui._memo_store()[0]["figure2"].values()
     assert all(getattr(f, "_vrnn_json", None) for f in figs)  # serialised too
+    # the trajectory in both projections, the one shown (PCA of the clip) and the fixed one a click away
+    kinds = sorted(k[2] for k in ui._memo_store()[0]["trajectory"])
+    assert kinds == ["Fixed for this checkpoint", "PCA of this clip"]
+    assert all(getattr(f, "_vrnn_json", None) for f in ui._memo_store()[0]["trajectory"].values())

@@ -233,22 +233,27 @@ def test_trajectory_is_drawn_after_figure2_without_an_input(server, page, tmp_pa
     page.goto(server)
     expect(graph(page, 1)).to_be_visible()  # the example clip's, drawn after paint too
     settle(page)
-    page.evaluate("""() => { window.__seen = []; const seen = () => {  // per frame: Figure 2's end, trajectory?
-        const g = """ + GRAPHS + """;
-        window.__seen.push([g.length && g[0].layout ? g[0].layout.xaxis.range[1] : null,
-                            g.some(d => d.layout && d.layout.meta && 'dims' in d.layout.meta),
-                            !!document.querySelector('[data-test-script-state="notRunning"]')]);
-        requestAnimationFrame(seen); }; requestAnimationFrame(seen); }""")
+    page.evaluate("""() => { window.__seen = []; const seen = () => {  // per frame: Figure 2's end, trajectory's end
+        requestAnimationFrame(seen);
+        try {
+            const g = """ + GRAPHS + """, t = g.find(d => d.layout && d.layout.meta && 'dims' in d.layout.meta);
+            window.__seen.push([g.length && g[0].layout ? g[0].layout.xaxis.range[1] : null,
+                                t ? Math.max(0, ...t.data.map(tr => (tr.marker && tr.marker.cmax) || 0)) : null,  // its colour bar's end
+                                !!document.querySelector('[data-test-script-state="notRunning"]')]);
+        } catch (e) { window.__seen.push([null, String(e), false]); }  // (a frame being replaced)
+    }; requestAnimationFrame(seen); }""")
     upload(page, clip)
     page.wait_for_function("""() => { const g = """ + GRAPHS + """;
-        return g.length === 2 && g[1].layout.meta.dims === 2 && Math.abs(g[0].layout.xaxis.range[1] - 6.0) < 0.02; }""",
+        return g.length === 2 && g[1].layout.meta.dims === 2 && Math.abs(g[0].layout.xaxis.range[1] - 6.0) < 0.02
+            && g[1].data.some(tr => tr.marker && tr.marker.cmax > 5.9); }""",  # the new clip's trajectory
                            timeout=TIMEOUT_MS)
     settle(page)
     assert_no_exception(page)
     seen = page.evaluate("window.__seen")
-    # some frame showed the new Figure 2 without a trajectory (its place held), before the one that has both
+    # some frame showed the new Figure 2 without the new clip's trajectory (its place held, or the old clip's still
+    # there for a frame), before the one that has both
     first_new = next(i for i, (end, _, _) in enumerate(seen) if end is not None and abs(end - 6.0) < 0.02)
-    assert not seen[first_new][1]
+    assert seen[first_new][1] is None or seen[first_new][1] < 2.1, seen[first_new]  # (time colour bar: no labels)
     assert page.locator('[data-testid="stBidiComponent"], .stBidiComponent').count() == 0  # the placeholder gone
     traj = graph(page, 1)
     assert traj.locator(".scatterlayer .trace").count() >= 4
@@ -384,6 +389,42 @@ def test_three_rows_fit_a_1400_by_900_window(server, browser):
         ticks = [oy + b for b in plot.locator(".xaxislayer-above text").evaluate_all(  # only the bottom row has them
             "els => els.map(e => e.getBoundingClientRect().bottom)")]
         assert bottom < 900 and ticks and max(ticks) < 900, (bottom, ticks)
+    finally:
+        context.close()
+
+
+TRAJ_GRAPH = """() => document.querySelectorAll('iframe[title="ui.plotly_graph"]')[1]?.contentDocument
+    ?.getElementById('graph')"""  # the latent trajectory's graph div, drawn or not
+
+
+def test_trajectory_below_the_fold_is_drawn_when_it_scrolls_in(server, browser):
+    """In a 1400 x 900 window the trajectory is below the fold: its place is held at its height, and a selection
+    on Figure 2 sends it a new figure that it does not draw; scrolled into view, it draws the last one it was sent
+    (the selection highlighted)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    state = "() => { const g = (" + TRAJ_GRAPH + ")(); return g ? [g.dataset.revision || null, g.dataset.drawn || null, " \
+            "g.layout ? g.layout.meta.highlight : 'none', g.ownerDocument.defaultView.frameElement.offsetHeight] : null; }"
+    try:
+        pg.goto(server)
+        expect(graph(pg)).to_be_visible()
+        pg.wait_for_function("() => !!(" + TRAJ_GRAPH + ")()?.dataset.revision")  # sent after Figure 2's paint
+        settle(pg)
+        sent, _, _, height = pg.evaluate(state)  # (drawn or not: while the page loads, it may be on the screen)
+        assert height >= 400  # its place held
+        drag_across_figure2(pg, 0.25, 0.5)
+        expect(caption(pg, "Playing the selection")).to_be_visible()
+        settle(pg)
+        sent2, drawn2, _, _ = pg.evaluate(state)
+        assert sent2 != sent and drawn2 != sent2  # a new figure, not drawn
+        text = caption(pg, "Playing the selection").inner_text()
+        lo = float(text.split(", ")[1].split("–")[0])
+        pg.locator(GRAPH_FRAME).nth(1).scroll_into_view_if_needed()
+        pg.wait_for_function("() => (" + TRAJ_GRAPH + ")()?.dataset.drawn === (" + TRAJ_GRAPH + ")().dataset.revision")
+        _, drawn3, highlight, _ = pg.evaluate(state)
+        assert drawn3 == sent2 and highlight[0] == pytest.approx(lo)
+        assert_no_exception(pg)
     finally:
         context.close()
 
