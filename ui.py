@@ -293,6 +293,7 @@ def current_clip() -> Clip:
     """The uploaded or recorded clip if there is one, else the chosen example. Errors are shown and stop the
     page; warnings (silence, clipping) are shown above the page's content."""
     user = _user_audio()
+    warnings = st.empty()  # held on every run, warnings or not (see `progress_bar`)
     try:
         if user is not None:
             f, name = user
@@ -300,8 +301,8 @@ def current_clip() -> Clip:
             if f.file_id not in digests:
                 digests[f.file_id] = hashlib.sha256(f.getvalue()).hexdigest()
             clip = clip_from_bytes(f.getvalue(), name, digests[f.file_id])
-            for w in clip_warnings(clip):
-                st.warning(plain(w))  # names the upload: the user's text, shown as typed
+            if said := clip_warnings(clip):  # names the upload: the user's text, shown as typed
+                warnings.warning("\n\n".join(plain(w) for w in said))
             return clip
         examples = find_examples()
         if not examples:
@@ -349,8 +350,10 @@ def analysis(ref: CheckpointRef, model: vrnn.VRNN, clip: Clip) -> vrnn.Analysis:
     """Figure 2's quantities for `clip` under `ref` as float32 arrays, with a progress bar while the model runs;
     computed once per (checkpoint, clip content) and shared, not copied, by every rerun and session (`memo`):
     treat it as read-only. The last 6 are kept (a 10-minute clip's analysis holds ~80 MB)."""
+    slot = st.empty()  # the progress bar's place, held on every run (see `progress_bar`)
+
     def run() -> vrnn.Analysis:
-        bar = progress_bar(f"Running {ref.label} over {clip.name}")
+        bar = progress_bar(f"Running {ref.label} over {clip.name}", slot)
         return vrnn.analyze(model, clip.waveform, vrnn.SAMPLE_RATE, progress=bar).astype(np.float32)
 
     return memo("analysis", (ref.key, clip.digest), 6, run)
@@ -523,9 +526,12 @@ def memo(name: str, key: tuple, max_entries: int, compute):
     return value
 
 
-def progress_bar(what: str):
-    """A progress(done, total) callback drawing an st.progress bar, removed when done (frames or samples)."""
-    bar = st.empty()
+def progress_bar(what: str, slot=None):
+    """A progress(done, total) callback drawing an st.progress bar, removed when done (frames or samples), in
+    `slot` (an st.empty()) or a new one here. Pass a slot made on every run, computing or not: an element made
+    only on some runs moves every element after it to another place in the page, and Streamlit mounts a
+    component whose place changed afresh (a ui.plotly_graph frame then loads plotly.js, 4.6 MB, again)."""
+    bar = st.empty() if slot is None else slot
 
     def progress(done: int, total: int) -> None:
         if done >= total:
