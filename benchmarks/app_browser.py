@@ -56,6 +56,9 @@ PLOTS = """const docs = () => [document, ...[...document.querySelectorAll('ifram
         ? [e] : [...((() => { try { return e.contentDocument; } catch (x) { return null; } })()
                      ?.querySelectorAll('.js-plotly-plot') || [])]);"""
 
+# The latent trajectory's frame (ui.plotly_graph's second), drawn or not
+TRAJ_FRAME = """const trajFrame = () => document.querySelectorAll('iframe[title="ui.plotly_graph"]')[1];"""
+
 # In the page: the time of the input event (capturing listener) and of the first animation frame at which the
 # figures are redrawn as expected, both from performance.now(), so playwright's own round trips are not counted.
 # Expected: Figure 2's rows and time range, the script run finished, a caption holding `text`, and the latent
@@ -63,7 +66,7 @@ PLOTS = """const docs = () => [document, ...[...document.querySelectorAll('ifram
 # The input is the pointerdown of a click (`on`), the pointerup that ends a drag, a key or a file chosen.
 ARM = """([rows, x0, x1, text, traj, on]) => {
     const b = window.__bench = {t0: null, t1: null, on: on || 'pointerdown'};
-    """ + PLOTS + """
+    """ + PLOTS + TRAJ_FRAME + """
     for (const d of docs()) {  // the page and each frame (a drag on Figure 2 happens inside its frame)
         if (d.__benchListening) continue;
         d.__benchListening = true;
@@ -83,7 +86,7 @@ ARM = """([rows, x0, x1, text, traj, on]) => {
               && g.querySelectorAll('.scatterlayer .trace').length >= 3)) return false;
         // the trajectory is checked where it is drawn at once: on the screen (the graph component draws a figure
         // off the screen only when it scrolls in: "scroll to the trajectory")
-        const tf = document.querySelectorAll('iframe[title="ui.plotly_graph"]')[1];
+        const tf = trajFrame();
         const on_screen = f => { const q = f.getBoundingClientRect(); return q.bottom > 0 && q.top < innerHeight; };
         if (traj !== 'any-or-none' && (!tf || on_screen(tf))) {
             const tg = plots.find(d => d.layout && d.layout.meta && 'highlight' in d.layout.meta);
@@ -105,8 +108,9 @@ ANY_PLOT = "() => { " + PLOTS + " return allPlots().length > 0; }"
 # sent too (the app sends it in a rerun of its fragment after Figure 2 is on the screen; its frame draws it when it
 # scrolls in) and no script running.
 WHOLE = """() => new Promise(done => { const b = window.__bench;
+    """ + TRAJ_FRAME + """
     const tick = () => {
-        const tf = document.querySelectorAll('iframe[title="ui.plotly_graph"]')[1];
+        const tf = trajFrame();
         const tg = tf && tf.contentDocument && tf.contentDocument.getElementById('graph');
         if (tg && (tg.dataset.revision || tg.layout)  // (.layout: drawn, by a component that draws off the screen)
             && document.querySelector('[data-test-script-state="notRunning"]'))
@@ -116,8 +120,8 @@ WHOLE = """() => new Promise(done => { const b = window.__bench;
     tick(); })"""
 SCROLL_TO_TOP = """() => { for (const e of [window, document.querySelector('[data-testid="stMain"]')]) e?.scrollTo(0, 0); }"""
 # The input of "scroll to the trajectory": the page scrolled (no pointer or key event) so that its frame is on the screen
-SCROLL_TO_TRAJECTORY = """() => { window.__bench.t0 = performance.now();
-    document.querySelectorAll('iframe[title="ui.plotly_graph"]')[1].scrollIntoView({block: 'center'}); }"""
+SCROLL_TO_TRAJECTORY = """() => { """ + TRAJ_FRAME + """ window.__bench.t0 = performance.now();
+    trajFrame().scrollIntoView({block: 'center'}); }"""
 PCA_CAPTION = "Projection fitted on the posterior means of this clip"
 
 # --breakdown: every WebSocket message (time, direction, bytes) and every long task (main thread busy > 50 ms),

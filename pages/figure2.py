@@ -176,16 +176,16 @@ def trajectory(highlight: tuple[float, float] | None, warm) -> None:
     labels = frame_labels(a.times, segments) if segments else None
     phones = tuple(segments) if segments else None  # the colours depend on the labels, not only on having some
 
-    def projected(kind: str):
-        """(projection, trajectory figure) for this projection kind, in the current dimensions (memo); (None,
-        None) where there is no fixed projection."""
-        proj = ui.clip_projection(ref, clip, a) if kind.startswith("PCA") else ui.checkpoint_projection(ref, model)
+    def projected(which: str):
+        """(projection, trajectory figure) for the projection `which` (one of PROJECTIONS), in the current
+        dimensions (memo); (None, None) where there is no fixed projection."""
+        proj = ui.clip_projection(ref, clip, a) if which.startswith("PCA") else ui.checkpoint_projection(ref, model)
         if proj is None:
             return None, None
         names = [f"PC{k + 1} ({100 * e:.0f} %)" for k, e in enumerate(proj.explained)]
-        post, prior = ui.memo("projected", (ref.key, clip.digest, kind, proj.source), 16,
+        post, prior = ui.memo("projected", (ref.key, clip.digest, which, proj.source), 16,
                               lambda: (proj(a.z_mean), proj(a.prior_mean)))  # [T, 3] each
-        return proj, ui.memo("trajectory", (ref.key, clip.digest, kind, dims, highlight, proj.source, phones), 32,
+        return proj, ui.memo("trajectory", (ref.key, clip.digest, which, dims, highlight, proj.source, phones), 32,
                              lambda: trajectory_figure(post[:, :dims], prior[:, :dims], a.times, highlight=highlight,
                                                        labels=labels, axis_names=names, height=TRAJ_PX))
 
