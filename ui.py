@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -719,24 +720,32 @@ def figure_json(fig) -> tuple[str, str]:
     return cached
 
 
-def plotly_graph(fig, key: str, on_select=None):
+def plotly_graph(fig, key: str, on_select=None, rows: Sequence[str] | None = None,
+                 row_toggles: Mapping[str, str] | None = None):
     """Draw `fig` in one plotly.js graph that stays mounted while its `key` stays on the page: a changed figure is
     applied with Plotly.react at the width known before drawing (st.plotly_chart remounts a changed chart and
     draws it twice); an unchanged one is left as drawn, and one off the screen is drawn when it scrolls in (the
     last figure sent; its place is held at the figure's height). With `on_select` (a callback) a drag
     box-selects and the callback runs before the rerun; the state, st.session_state[key], has st.plotly_chart's shape
     ({"selection": {"box": [{"x": [t0, t1]}]}}; an empty box list after a double click) for `selected_range`.
+    `rows`: for a `figure2(row_layouts=True)` figure, the optional rows to show (`vrnn.plots.show_rows`); the
+    figure and its revision do not depend on them, so a row toggle sends no new figure. `row_toggles` ({widget
+    key: row}): the page's st.toggle widgets that show those rows; the graph follows them itself the moment one
+    is flipped (before the rerun that sends the same `rows`).
     Returns that state (None before the first selection). Source: streamlit.components.v1 (custom component,
     components/plotly_graph/index.html), plotly.js from the plotly package."""
     from streamlit.components.v1 import declare_component
 
     folder = _graph_folder()
     if folder is None:  # the component's folder could not be written: the same figure through st.plotly_chart
-        return plotly(fig, key=key, on_select=on_select)
+        from vrnn.plots import show_rows
+
+        return plotly(fig if rows is None else show_rows(fig, rows), key=key, on_select=on_select)
     text, revision = figure_json(fig)
     graph = declare_component("plotly_graph", path=folder)  # registers it with this session's runtime
+    extra = {} if rows is None else {"rows": list(rows), "row_toggles": dict(row_toggles or {})}
     return graph(figure=text, revision=revision, config=PLOTLY_CONFIG, select=on_select is not None, key=key,
-                 default=None, on_change=on_select)
+                 default=None, on_change=on_select, **extra)
 
 
 def selected_range(state, duration: float) -> tuple[float, float] | None:

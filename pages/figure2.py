@@ -7,7 +7,8 @@ the score table (the tolerance) and the latent trajectory (projection, dimension
 every row; a stretch dragged on any row of the figure (plotly box select) is the selection: it plays, and a double
 click clears it. A selection belongs to the figure it was drawn on (a changed figure is drawn without the box).
 Figure 2 and the trajectory are `ui.plotly_graph`s: graphs that stay mounted, take a changed figure with
-Plotly.react, and draw one off the screen (the trajectory below the fold) only when it scrolls in
+Plotly.react, and draw one off the screen (the trajectory below the fold) only when it scrolls in. Figure 2 holds
+every row; its graph shows the rows toggled on and follows a row toggle itself, without waiting for the rerun
 (benchmarks/README.md, issue 14: interaction times on a quiet 2-core machine).
 """
 
@@ -18,13 +19,13 @@ import ui
 import vrnn
 from vrnn.audio import FRAME_SECONDS
 from vrnn.latent import frame_labels
-from vrnn.plots import figure2, hear_figure, trajectory_figure, vlines
+from vrnn.plots import OPTIONAL_ROWS, figure2, hear_figure, trajectory_figure, vlines
 from vrnn.segplots import add_peaks, add_reference
 
 FIG_ROW_PX = 130  # plot height of each main row: the three rows fit a 1400 x 900 window with the controls
 TRAJ_PX = 420  # height of the latent trajectory (trajectory_figure's default), held while it waits to be drawn
 TRAJ_DRAWN = "_trajectory_drawn"  # session: the (checkpoint, clip) pairs whose trajectory has been drawn
-WARM_AFTER = "_figure2_warm_after"  # session: the (checkpoint, clip) whose trajectory, once drawn, warms them
+WARM_AFTER = "_figure2_warm_after"  # session: the (checkpoint, clip) whose trajectory, once drawn, warms the other
 PROJECTIONS = ("PCA of this clip", "Fixed for this checkpoint")  # the trajectory's projections
 
 st.title("Figure 2")
@@ -107,33 +108,25 @@ def explore() -> None:
         else:
             seg_key = (cref.key,)
 
-    def figure_for(mel: bool, kl: bool, means: bool):
-        """Figure 2 with these extra rows, in the current view, with the current reference and peaks (memo)."""
-        def build():
-            fig = figure2(a, spectrogram=ui.log_mel(clip.digest, a.waveform) if mel else False, kl_heatmap=kl,
-                          means=means, time_range=time_range, row_px=FIG_ROW_PX, select=True)
-            if cref is not None:
-                add_reference(fig, cref.ref, time_range=time_range)
-                add_peaks(fig, a, peaks)
-            return fig
+    def build():
+        """Figure 2 with every row in the current view, the current reference and peaks; the graph shows the rows
+        toggled on (`rows`) and follows the toggles itself, so a toggle sends no new figure (ui.plotly_graph)."""
+        fig = figure2(a, spectrogram=ui.log_mel(clip.digest, a.waveform), kl_heatmap=True, means=True,
+                      time_range=time_range, row_px=FIG_ROW_PX, select=True, row_layouts=True)
+        if cref is not None:
+            add_reference(fig, cref.ref, time_range=time_range)
+            add_peaks(fig, a, peaks)
+        return fig
 
-        return ui.memo("figure2", (ref.key, clip.digest, mel, kl, means, time_range, seg_key), 32, build)
-
-    fig = figure_for(show_mel, show_kl, show_means)
+    fig = ui.memo("figure2", (ref.key, clip.digest, time_range, seg_key), 32, build)
+    shown = [r for r, on in zip(OPTIONAL_ROWS, (show_mel, show_kl, show_means), strict=True) if on]
     with fig_box:
-        ui.plotly_graph(fig, key="figure2", on_select=_from_selection)
-    # the figures one row toggle away (the first spectrogram is a log-mel of the whole clip), built and serialised
-    # once the trajectory of a new clip is on the screen (`trajectory`), so a first toggle finds them ready
-    rows = (show_mel, show_kl, show_means)
-
-    def warm() -> None:
-        for k in range(3 if a.has_latent else 1):
-            ui.figure_json(figure_for(*(v != (i == k) for i, v in enumerate(rows))))
-
+        ui.plotly_graph(fig, key="figure2", on_select=_from_selection, rows=shown,
+                        row_toggles=dict(zip(ROW_KEYS, OPTIONAL_ROWS, strict=True)))
     if cref is not None:
         score_table(tol_box, table_box, picking)
     if a.has_latent:
-        trajectory(sel or time_range, warm)
+        trajectory(sel or time_range)
 
 
 @st.fragment
@@ -154,11 +147,10 @@ def score_table(tol_box, table_box, picking: tuple) -> None:
 
 
 @st.fragment
-def trajectory(highlight: tuple[float, float] | None, warm) -> None:
+def trajectory(highlight: tuple[float, float] | None) -> None:
     """The latent trajectory, linked to the view and the selection (drawn solid, the rest faded); reruns alone
-    when its projection or dimensions change. `warm()` builds the figures one row toggle away: called once a new
-    clip's trajectory is sent (the after-paint rerun), when the whole page is on the screen; the other projection's
-    trajectory is built then too."""
+    when its projection or dimensions change. Once a new clip's trajectory is sent (the after-paint rerun), when
+    the whole page is on the screen, the other projection's trajectory is built too."""
     st.subheader("Latent trajectory", help="Each point is one frame's posterior mean μ_z,t (left) or prior mean "
                  "μ_0,t (right), projected on three principal axes; consecutive frames are joined.")
     t1, t2 = st.columns([3, 1])
@@ -199,9 +191,8 @@ def trajectory(highlight: tuple[float, float] | None, warm) -> None:
                + ("Coloured by reference phone." if labels else "Coloured by time.")
                + (f" Solid: {highlight[0]:.3f}–{highlight[1]:.3f} s." if highlight else ""))
     if st.session_state.get(WARM_AFTER) == (ref.key, clip.digest):
-        del st.session_state[WARM_AFTER]  # this clip's page is all on the screen: prepare the next figures
-        warm()
-        other = PROJECTIONS[1 - PROJECTIONS.index(kind)]  # and the other projection's trajectory
+        del st.session_state[WARM_AFTER]  # this clip's page is all on the screen: prepare the other projection's
+        other = PROJECTIONS[1 - PROJECTIONS.index(kind)]  # trajectory
         other_fig = projected(other)[1]
         if other_fig is not None:
             ui.figure_json(other_fig)

@@ -17,6 +17,7 @@ import soundfile as sf
 from streamlit.testing.v1 import AppTest
 
 import vrnn
+from vrnn.plots import show_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
@@ -31,8 +32,8 @@ def wav_bytes(x: np.ndarray, sr: int = 16_000, subtype: str = "PCM_16") -> bytes
 
 
 def all_figures(at: AppTest) -> list[dict]:
-    """Every plotly figure on the page in page order: st.plotly_chart's and ui.plotly_graph's (a custom component
-    whose arguments hold the figure's JSON)."""
+    """Every plotly figure on the page in page order, as shown: st.plotly_chart's and ui.plotly_graph's (a custom
+    component whose arguments hold the figure's JSON and, for Figure 2, the rows it shows: `show_rows`)."""
     found = []
     def walk(node):
         if getattr(node, "type", None) == "plotly_chart":
@@ -40,7 +41,8 @@ def all_figures(at: AppTest) -> list[dict]:
         elif getattr(node, "type", None) == "component_instance":
             args = json.loads(node.proto.json_args)
             if node.proto.component_name == "ui.plotly_graph":
-                found.append(json.loads(args["figure"]))
+                fig = json.loads(args["figure"])
+                found.append(fig if "rows" not in args else show_rows(fig, args["rows"]).to_plotly_json())
         for child in (getattr(node, "children", None) or {}).values():
             walk(child)
     walk(at._tree)
@@ -111,7 +113,8 @@ def test_home_shows_figure2_with_three_rows(at):
     (spec,) = figures(at)
     assert spec["layout"]["meta"]["rows"] == ["delta", "kl", "wave"]
     assert {k for k in spec["layout"] if k.startswith("yaxis")} == {"yaxis", "yaxis2", "yaxis3"}
-    assert spec["layout"]["xaxis"]["matches"] == spec["layout"]["xaxis2"]["matches"] == "x3"
+    assert spec["layout"]["xaxis2"]["matches"] == spec["layout"]["xaxis3"]["matches"] == "x"  # one time axis
+    assert [spec["layout"][f"xaxis{i}"]["showticklabels"] for i in ("", 2, 3)] == [False, False, True]
     assert spec["layout"]["xaxis3"]["range"][1] == pytest.approx(2.0)  # the 2 s example clip
     assert len(at.get("audio")) == 1  # the clip plays
     assert at.selectbox(key="checkpoint").value == "vrnn-gauss"  # the preferred model is chosen first
@@ -713,24 +716,46 @@ def test_figure2_falls_back_to_st_plotly_chart_without_a_component_folder(app_en
     assert at.get("plotly_chart")[0].proto.selection_mode  # Figure 2 box-selects
 
 
-def test_figures_one_toggle_away_are_ready_once_the_page_is_drawn(app_env):
-    """When a new clip's trajectory is drawn (the rerun after Figure 2 is painted), Figure 2 with each extra row
-    toggled is built and serialised in advance, so a first toggle (the spectrogram: a log-mel of the whole clip)
-    finds it ready, and so is the trajectory in the other projection; before that nothing is built ahead."""
+def graph_args(at: AppTest, key: str = "figure2") -> dict:
+    """The arguments of the ui.plotly_graph component with this key (what its frame receives)."""
+    found = []
+
+    def walk(node):
+        if getattr(node, "type", None) == "component_instance" and node.proto.component_name == "ui.plotly_graph":
+            found.append(json.loads(node.proto.json_args))
+        for child in (getattr(node, "children", None) or {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return next(a for a in found if "rows" in a) if key == "figure2" else found
+
+
+def test_a_row_toggle_sends_the_same_figure_with_other_rows_and_the_other_projection_is_ready(app_env):
+    """Figure 2 holds every row: a row toggle sends the same figure (same revision: the frame does not redraw it
+    from the server's message, it has already shown the row when the toggle flipped) with the rows to show, and
+    builds no figure. When a new clip's trajectory is drawn (the rerun after Figure 2 is painted), the trajectory in
+    the other projection is built and serialised in advance; before that nothing is built ahead."""
     import ui
 
     for name in ("figure2", "trajectory"):
         ui._memo_store()[0].pop(name, None)
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    rows = lambda: sorted(k[2:5] for k in ui._memo_store()[0]["figure2"])  # noqa: E731 (mel, kl, means)
-    assert rows() == [(False, False, False)]  # the first run: Figure 2 only
+    assert len(ui._memo_store()[0]["figure2"]) == 1
     assert not ui._memo_store()[0].get("trajectory")
+    first = graph_args(at)
+    assert first["rows"] == [] and first["row_toggles"] == {"row_mel": "mel", "row_kl_dims": "kl_dims",
+                                                            "row_means": "means"}
+    assert json.loads(first["figure"])["layout"]["meta"]["rows"] == ["delta", "kl", "wave", "mel", "kl_dims", "means"]
     at.run()  # the trajectory's rerun after paint
     assert_clean(at)
-    assert rows() == [(False, False, False), (False, False, True), (False, True, False), (True, False, False)]
-    figs = ui._memo_store()[0]["figure2"].values()
-    assert all(getattr(f, "_vrnn_json", None) for f in figs)  # serialised too
-    # the trajectory in both projections, the one shown (PCA of the clip) and the fixed one a click away
     kinds = sorted(k[2] for k in ui._memo_store()[0]["trajectory"])
     assert kinds == ["Fixed for this checkpoint", "PCA of this clip"]
     assert all(getattr(f, "_vrnn_json", None) for f in ui._memo_store()[0]["trajectory"].values())
+    at.toggle(key="row_means").set_value(True).run()
+    at.toggle(key="row_mel").set_value(True).run()
+    assert_clean(at)
+    now = graph_args(at)
+    assert now["rows"] == ["mel", "means"] and now["revision"] == first["revision"]
+    assert len(ui._memo_store()[0]["figure2"]) == 1  # nothing built for the toggles
+    (spec,) = figures(at)
+    assert spec["layout"]["meta"]["rows"] == ["delta", "kl", "wave", "mel", "means"]

@@ -52,6 +52,9 @@ def wav_file(path: Path, x: np.ndarray, sr: int = 16_000) -> Path:
     return path
 
 
+SERVER_PIDS: dict[str, int] = {}  # URL -> the streamlit server's process id (to pause it)
+
+
 def serve_app(checkpoints: Path, examples: Path, log: Path):
     """Start `streamlit run app.py` on a free port with these checkpoint and example folders (VRNN_CHECKPOINTS,
     VRNN_EXAMPLES); yield its URL once /_stcore/health answers, stop it afterwards. Fails the test with the
@@ -64,6 +67,7 @@ def serve_app(checkpoints: Path, examples: Path, log: Path):
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[url] = proc.pid
     deadline = time.monotonic() + 90
     while True:
         try:
@@ -460,6 +464,42 @@ def test_row_toggles_redraw_the_figure(server, page):
     assert got == preset
     got, preset = graph(page, 1).evaluate(size)
     assert got[3] == preset[3]
+    assert_no_exception(page)
+
+
+def test_a_row_toggle_is_drawn_by_the_graph_without_waiting_for_the_server(server, page):
+    """Figure 2's graph holds every row and follows the row toggles itself: with the server paused (SIGSTOP), a
+    toggle still shows its row, laid out as figure2 lays out those rows (each main row FIG_ROW_PX tall, an extra
+    row 1.4 times that, the time axis's ticks on the bottom row); the server's rerun then changes nothing."""
+    import signal
+
+    page.goto(server)
+    expect(graph(page)).to_be_visible()
+    settle(page)
+    pid = SERVER_PIDS[server]
+    layout = """g => { const fl = g._fullLayout, rows = g.layout.meta.rows;  // the rows' y axes top to bottom
+        const ys = Object.keys(g.layout).filter(k => /^yaxis\\d*$/.test(k)).sort((a, b) => fl[b].domain[0] - fl[a].domain[0]);
+        return [rows, ys.map(k => Math.round(fl[k]._length)), ys.map(k => fl['x' + k.slice(1)].showticklabels),
+                g.dataset.drawn, g.ownerDocument.defaultView.frameElement.getBoundingClientRect().height, fl.height]; }"""
+    for label, row, expect_rows in (("Spectrogram", "mel", ["delta", "kl", "wave", "mel"]),
+                                     ("Means", "means", ["delta", "kl", "wave", "mel", "means"]),
+                                     ("Spectrogram", "mel", ["delta", "kl", "wave", "means"])):
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            page.locator('[data-testid="stCheckbox"]', has_text=label).locator("label").first.click()
+            graph(page).evaluate("(g, want) => new Promise((ok, fail) => { const t0 = Date.now(); const tick = () => "
+                                 "g.layout.meta.rows.join() === want ? ok() : Date.now() - t0 > 15000 ? fail('not drawn') "
+                                 ": requestAnimationFrame(tick); tick(); })", ",".join(expect_rows))
+            rows, heights, ticks, drawn, frame_h, fig_h = graph(page).evaluate(layout)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert rows == expect_rows
+        assert heights == pytest.approx([182 if r in ("mel", "kl_dims", "means") else 130 for r in rows], abs=1)
+        assert ticks == [False] * (len(rows) - 1) + [True]
+        settle(page)
+        after = graph(page).evaluate(layout)
+        assert after[3] == drawn and after[0] == rows  # the rerun sent the same figure and rows: not drawn again
+        assert after[4] == pytest.approx(fig_h, abs=1)  # the frame took the figure's new height
     assert_no_exception(page)
 
 

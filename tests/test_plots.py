@@ -305,3 +305,44 @@ def test_hear_figure_rows_on_the_clip_time_axis():
     assert len(spec["layout"]["shapes"]) == 2
     only = as_json(hear_figure(w, reconstruction=w))
     assert only["layout"]["meta"]["rows"] == ["reconstruction"]
+
+
+@pytest.mark.parametrize("latent", [True, False])
+def test_show_rows_lays_out_any_rows_as_figure2_does(latent):
+    """figure2(row_layouts=True) holds every row; show_rows (and the app's graph, which does the same in the
+    browser) shows some of the optional rows exactly as figure2 lays out just those: height, margins, each row's
+    domain and title, colour bars, the time axis on the bottom row, and the rows' own traces and shapes."""
+    import itertools
+
+    import plotly.graph_objects as go
+
+    from vrnn.plots import OPTIONAL_ROWS, show_rows, vlines
+
+    a = synthetic_analysis(2.0, z_dim=5, latent=latent)
+    kw = dict(select=True, row_px=120, shapes={"kl": vlines([0.5]), "wave": vlines([1.0])})
+    full = figure2(a, spectrogram=True, kl_heatmap=True, means=True, row_layouts=True, **kw)
+    every = full.layout.meta["rows"]
+    optional = [r for r in OPTIONAL_ROWS if r in every]
+    assert optional == (list(OPTIONAL_ROWS) if latent else ["mel"])
+    assert all(full.layout[f"xaxis{i}"].matches == "x" for i in range(2, len(every) + 1))
+    for n in range(len(optional) + 1):
+        for shown in itertools.combinations(optional, n):
+            got = as_json(go.Figure(show_rows(full, shown).to_dict()))  # and a valid figure
+            ref = as_json(figure2(a, spectrogram="mel" in shown, kl_heatmap="kl_dims" in shown,
+                                  means="means" in shown, **kw))
+            g, r = got["layout"], ref["layout"]
+            assert g["meta"]["rows"] == r["meta"]["rows"]
+            for k in ("height", "margin", "legend", "showlegend"):
+                assert g[k] == r[k], (shown, k)
+            assert [x["text"] for x in g["annotations"]] == [x["text"] for x in r["annotations"]]
+            assert [x["y"] for x in g["annotations"]] == pytest.approx([x["y"] for x in r["annotations"]])
+            for i, row in enumerate(r["meta"]["rows"], start=1):  # the shown row's axes are those of its place in full
+                j = every.index(row) + 1
+                ga, ra = (lambda s, k: s.get(f"{k}axis{'' if j == 1 else j}")), f"{'' if i == 1 else i}"
+                assert ga(g, "y")["domain"] == pytest.approx(r[f"yaxis{ra}"]["domain"]), (shown, row)
+                assert ga(g, "x").get("showticklabels") == r[f"xaxis{ra}"].get("showticklabels"), (shown, row)
+                assert ga(g, "x").get("title", {}).get("text") == r[f"xaxis{ra}"].get("title", {}).get("text")
+            assert [t.get("name") for t in got["data"]] == [t.get("name") for t in ref["data"]]
+            assert [t["colorbar"]["y"] for t in got["data"] if t["type"] == "heatmap"] == pytest.approx(
+                [t["colorbar"]["y"] for t in ref["data"] if t["type"] == "heatmap"])
+            assert [s["x0"] for s in g["shapes"]] == [s["x0"] for s in r["shapes"]]

@@ -11,6 +11,7 @@ No Streamlit here: the app and `python -m vrnn analyze --html` call the same fun
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -221,7 +222,7 @@ ROW_GAP = 26  # px between rows, room for a row's title
 # it all again (Figure 2 took 110-300 ms to draw instead of 65-115 ms, the trajectory 400-570 ms instead of
 # 200-360, loaded 2-core machine). A browser that needs more still gets it (the second drawing, as before).
 TIME_AXIS_PX = 48  # bottom: the time axis's tick labels and its title "time (s)"
-LEGEND_BELOW_PX = 99  # bottom: those and Figure 2's one-line legend below the means row
+LEGEND_BELOW_PX = 100  # bottom: those and Figure 2's one-line legend below the means row (40 px below the plot)
 COLORBAR_PX = 95  # right: a heatmap row's colour bar (-80..0 dB, or a KL bar in nats up to 0.05 or more) ...
 COLORBAR_NARROW_TICKS_PX = 105  # ... or a KL bar below 0.05 nats, whose tick labels have three decimals
 TRAJ_AXIS_PX = 46  # bottom of the 2-D trajectory: the tick labels and title "PC1 (12 %)"
@@ -239,21 +240,23 @@ def _ref(i: int, kind: str) -> str:
 
 
 def row_grid(titles: Sequence[str], heights_px: Sequence[float], x_range: tuple[float, float],
-             top_px: float = 30, bottom_px: float = 45) -> dict:
+             top_px: float = 30, bottom_px: float = 45, matches_first: bool = False) -> dict:
     """Layout of stacked rows sharing one time axis: rows of `heights_px` plot pixels each, top to bottom, a
     title above each. Returns a layout dict (height, margins, x/y axes with domains, title annotations);
-    the bottom row's x axis carries the ticks and 'time (s)', the others match it."""
+    the bottom row's x axis carries the ticks and 'time (s)', the others match it (or, with `matches_first`,
+    every other row matches the first row's: rows below it can then be taken away)."""
     n = len(titles)
     height = float(sum(heights_px)) + ROW_GAP * (n - 1) + top_px + bottom_px
     plot_h = height - top_px - bottom_px
     layout: dict = dict(LAYOUT_STYLE, height=round(height), annotations=[], shapes=[],
                         margin=dict(l=70, r=30, t=top_px, b=max(bottom_px, TIME_AXIS_PX)))  # height as laid out
+    match = 1 if matches_first else n
     y_top = 1.0
     for i, (title, h) in enumerate(zip(titles, heights_px, strict=True), start=1):
         y_bottom = y_top - h / plot_h
         layout[_axis(i, "y")] = dict(AXIS_STYLE, domain=[max(0.0, y_bottom), min(1.0, y_top)], anchor=_ref(i, "x"))
         layout[_axis(i, "x")] = dict(AXIS_STYLE, anchor=_ref(i, "y"), range=list(x_range), domain=[0.0, 1.0],
-                                     showticklabels=i == n, **({"matches": _ref(n, "x")} if i < n else {}))
+                                     showticklabels=i == n, **({"matches": _ref(match, "x")} if i != match else {}))
         layout["annotations"].append(dict(text=title, x=0.5, xref="paper", xanchor="center", y=y_top,
                                           yref="paper", yanchor="bottom", showarrow=False, font=dict(size=12)))
         y_top = y_bottom - ROW_GAP / plot_h
@@ -281,12 +284,15 @@ def add_row_shapes(fig: go.Figure, row: str, shapes: Sequence[dict]) -> go.Figur
 
 # -- figures ----------------------------------------------------------------------------------------------------
 
+OPTIONAL_ROWS = ("mel", "kl_dims", "means")  # Figure 2's extra rows below the main ones, in this order
+
+
 def figure2(analysis: Analysis, title: str | None = None, max_points: int = 2000, *,
             spectrogram: bool | np.ndarray = False, kl_heatmap: bool = False, means: bool = False,
             n_dims: int = 3, time_range: tuple[float, float] | None = None,
             y_ranges: Mapping[str, tuple[float, float]] | None = None,
             shapes: Mapping[str, Sequence[dict]] | None = None, row_px: float = ROW_HEIGHT,
-            select: bool = False, max_cols: int = 500) -> go.Figure:
+            select: bool = False, max_cols: int = 500, row_layouts: bool = False) -> go.Figure:
     """Figure 2 of Chung et al. 2015 for one clip: rows on one shared time axis in seconds.
 
     VRNN models: delta_t (top), KL_t in nats (middle), the waveform (bottom). RNN models have no latent
@@ -308,6 +314,11 @@ def figure2(analysis: Analysis, title: str | None = None, max_points: int = 2000
             height), e.g. `vlines(boundaries)`; see also `add_row_shapes`.
         row_px: plot height of each of the main rows in px (extra rows get 1.4 times as much).
         select: drag selects a time stretch (plotly box select, for the app) instead of zooming.
+        row_layouts: for a viewer that shows or hides the optional rows itself (the app's graph,
+            components/plotly_graph): every x axis matches the first row's (which is always shown), and
+            `layout.meta["row_layouts"]` holds, for each set of the optional rows present, what `figure2` with
+            just those rows lays out differently (see `row_layout`), keyed by their names joined with "+"
+            in `OPTIONAL_ROWS` order ("" for none).
     Returns a plotly Figure with `layout.meta["rows"]` naming the rows top to bottom. Built as plain
     dicts without plotly's validation (a 30 s clip in ~10 ms instead of ~400 ms); the test suite validates
     the result.
@@ -320,20 +331,20 @@ def figure2(analysis: Analysis, title: str | None = None, max_points: int = 2000
         rows.append("kl_dims")
     if a.has_latent and means:
         rows.append("means")
-    heights = [row_px * (1.4 if r in ("mel", "kl_dims", "means") else 1.0) for r in rows]
-    x_range = tuple(time_range or (0.0, a.n_frames * FRAME_SECONDS))
-    layout = row_grid([ROW_TITLES[r] for r in rows], heights, x_range, top_px=60 if title else 30,
-                      bottom_px=45 + (30 if means and "means" in rows else 0))
     sl = _crop(a.times, time_range)
     t = a.times[sl]
+    kd = None
+    if "kl_dims" in rows:
+        tk, kd = _bin_columns(t, a.kl_per_dim[sl].T, max_cols, "max")  # [Z, T']
+    narrow = kd is not None and kd.size > 0 and float(np.nanmax(kd)) < 0.05  # KL bar ticks with three decimals
+
+    def lay_out(shown: list[str]) -> dict:
+        return _figure2_layout(shown, a.n_frames, title, time_range, row_px, select, narrow,
+                               matches_first=row_layouts)
+
+    layout = lay_out(rows)
     hover = "%{x:.3f} s<br>%{y:.4g}<extra></extra>"
     data: list[dict] = []
-
-    def colorbar(i: int, text: str) -> dict:
-        dom = layout[_axis(i, "y")]["domain"]
-        return dict(title=dict(text=text, side="right"), y=(dom[0] + dom[1]) / 2, len=dom[1] - dom[0],
-                    thickness=12, x=1.01)
-
     for i, r in enumerate(rows, start=1):
         traces: list[dict] = []
         if r == "delta":
@@ -349,14 +360,11 @@ def figure2(analysis: Analysis, title: str | None = None, max_points: int = 2000
             mel = mel[:, :a.n_frames]  # centred STFT has one extra column
             tm, mel = _bin_columns(a.times[:mel.shape[1]][sl], mel[:, sl], max_cols, "mean")
             traces = [dict(type="heatmap", x=_f32(tm), z=_f32(mel), colorscale=MAGMA, zmin=-80, zmax=0,
-                           colorbar=colorbar(i, "dB"),
+                           colorbar=dict(_colorbar(layout, i), title=dict(text="dB", side="right")),
                            hovertemplate="%{x:.3f} s<br>band %{y}<br>%{z:.1f} dB<extra></extra>")]
         elif r == "kl_dims":
-            tk, kd = _bin_columns(t, a.kl_per_dim[sl].T, max_cols, "max")  # [Z, T']
-            if kd.size and float(np.nanmax(kd)) < 0.05:
-                layout["margin"]["r"] = COLORBAR_NARROW_TICKS_PX
             traces = [dict(type="heatmap", x=_f32(tk), z=_f32(kd), colorscale="Viridis", zmin=0,
-                           colorbar=colorbar(i, "nats"),
+                           colorbar=dict(_colorbar(layout, i), title=dict(text="nats", side="right")),
                            hovertemplate="%{x:.3f} s<br>z<sub>%{y}</sub><br>%{z:.3g} nats<extra></extra>")]
         elif r == "means":
             for k, j in enumerate(_most_active(a, n_dims)):
@@ -368,23 +376,91 @@ def figure2(analysis: Analysis, title: str | None = None, max_points: int = 2000
         for tr in traces:
             tr.update(xaxis=_ref(i, "x"), yaxis=_ref(i, "y"))
         data += traces
-        layout[_axis(i, "y")]["title"] = dict(text=Y_TITLES[r], standoff=8)
         if y_ranges and r in y_ranges:
             layout[_axis(i, "y")]["range"] = list(y_ranges[r])
         for sh in (shapes or {}).get(r, ()):
             layout["shapes"].append(dict(sh, xref=_ref(i, "x"), yref=f"{_ref(i, 'y')} domain"))
+    if row_layouts:
+        base = [r for r in rows if r not in OPTIONAL_ROWS]
+        present = [r for r in OPTIONAL_ROWS if r in rows]
+        layout["meta"]["row_layouts"] = {
+            "+".join(s): row_layout(lay_out(base + list(s)), base + list(s))
+            for n in range(len(present) + 1) for s in itertools.combinations(present, n)}
+    return go.Figure(data=data, layout=layout, _validate=False)
+
+
+def _figure2_layout(rows: list[str], n_frames: int, title: str | None, time_range: tuple[float, float] | None,
+                    row_px: float, select: bool, kl_narrow: bool, matches_first: bool = False) -> dict:
+    """Figure 2's layout for these rows (no traces): the row grid, titles, margins, legend, drag mode."""
+    heights = [row_px * (1.4 if r in OPTIONAL_ROWS else 1.0) for r in rows]
+    x_range = tuple(time_range or (0.0, n_frames * FRAME_SECONDS))
+    layout = row_grid([ROW_TITLES[r] for r in rows], heights, x_range, top_px=60 if title else 30,
+                      bottom_px=LEGEND_BELOW_PX if "means" in rows else 45, matches_first=matches_first)
+    for i, r in enumerate(rows, start=1):
+        layout[_axis(i, "y")]["title"] = dict(text=Y_TITLES[r], standoff=8)
+    if kl_narrow and "kl_dims" in rows:
+        layout["margin"]["r"] = COLORBAR_NARROW_TICKS_PX
     plot_h = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
-    layout.update(meta={"rows": rows}, hovermode="x", showlegend="means" in rows,
+    layout.update(meta={"rows": list(rows)}, hovermode="x", showlegend="means" in rows,
                   legend=dict(orientation="h", yanchor="top", y=-40 / plot_h))
-    if "means" in rows:
-        layout["margin"]["b"] = max(layout["margin"]["b"], LEGEND_BELOW_PX)
     if "mel" in rows or "kl_dims" in rows:
         layout["margin"]["r"] = max(layout["margin"]["r"], COLORBAR_PX)
     if select:  # drag = box select along time (the app's selection); a double click clears it
         layout.update(dragmode="select", selectdirection="h")
     if title:
         layout["title"] = dict(text=title, x=0.01)
-    return go.Figure(data=data, layout=layout, _validate=False)
+    return layout
+
+
+def _colorbar(layout: dict, i: int) -> dict:
+    """Placement of the i-th row's colour bar beside that row (a heatmap's)."""
+    dom = layout[_axis(i, "y")]["domain"]
+    return dict(y=(dom[0] + dom[1]) / 2, len=dom[1] - dom[0], thickness=12, x=1.01)
+
+
+def row_layout(layout: dict, rows: list[str]) -> dict:
+    """What a Figure 2 `layout` (of `figure2` with these `rows`) lays out per shown row, keyed by row name, for a
+    viewer that shows a subset of a figure's rows (`figure2(row_layouts=True)`): the figure's height, margins
+    and legend; each row's y domain, title position and colour bar placement; and which row is at the bottom
+    (it carries the time axis)."""
+    return dict(height=layout["height"], margin=layout["margin"], legend=layout["legend"],
+                showlegend=layout["showlegend"], bottom=rows[-1],
+                domains={r: layout[_axis(i, "y")]["domain"] for i, r in enumerate(rows, start=1)},
+                title_y={r: layout["annotations"][i - 1]["y"] for i, r in enumerate(rows, start=1)},
+                colorbars={r: {k: v for k, v in _colorbar(layout, i).items() if k in ("y", "len")}
+                           for i, r in enumerate(rows, start=1) if r in ("mel", "kl_dims")})
+
+
+def show_rows(fig: go.Figure | Mapping, shown: Sequence[str]) -> go.Figure:
+    """A `figure2(row_layouts=True)` figure with only the optional rows in `shown` (and every main row), laid out
+    as `figure2` lays out those rows: the other rows' traces, axes and shapes taken away. The app's graph
+    (components/plotly_graph/index.html, `withRows`) does the same in the browser when a row is toggled.
+    `fig` may be the figure's JSON as a dict. Raises KeyError for a figure without `layout.meta["row_layouts"]`."""
+    d = fig if isinstance(fig, Mapping) else fig.to_plotly_json()
+    layout, meta = d["layout"], d["layout"]["meta"]
+    rl = meta["row_layouts"]["+".join(r for r in OPTIONAL_ROWS if r in shown)]
+    index = {_ref(i, "y"): r for i, r in enumerate(meta["rows"], start=1)}  # 'y', 'y2', ... -> row name
+    keep = lambda yref: index.get(str(yref or "y").split(" ")[0]) in rl["domains"]  # noqa: E731
+    out = {k: v for k, v in layout.items() if not k.startswith(("xaxis", "yaxis"))}
+    out.update(height=rl["height"], margin=rl["margin"], legend=rl["legend"], showlegend=rl["showlegend"],
+               meta=dict(meta, rows=[r for r in meta["rows"] if r in rl["domains"]]),
+               shapes=[sh for sh in layout.get("shapes", []) if keep(sh.get("yref"))])
+    time_title = layout[_axis(len(meta["rows"]), "x")].get("title")
+    for i, r in enumerate(meta["rows"], start=1):
+        if r in rl["domains"]:
+            out[_axis(i, "y")] = dict(layout[_axis(i, "y")], domain=rl["domains"][r])
+            out[_axis(i, "x")] = {**{k: v for k, v in layout[_axis(i, "x")].items() if k != "title"},
+                                  "showticklabels": r == rl["bottom"], **({"title": time_title} if r == rl["bottom"] else {})}
+    titles = layout.get("annotations", [])[:len(meta["rows"])]
+    out["annotations"] = [dict(a, y=rl["title_y"][r]) for a, r in zip(titles, meta["rows"], strict=True)
+                          if r in rl["domains"]] + layout.get("annotations", [])[len(meta["rows"]):]
+    data = []
+    for tr in d["data"]:
+        if keep(tr.get("yaxis")):
+            r = index[tr.get("yaxis", "y")]
+            cb = rl.get("colorbars", {}).get(r)  # (an empty dict may not survive the figure's JSON)
+            data.append(dict(tr, colorbar=dict(tr["colorbar"], **cb)) if cb else tr)
+    return go.Figure(data=data, layout=out, _validate=False)
 
 
 PHONE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
