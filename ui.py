@@ -748,6 +748,21 @@ def plotly_graph(fig, key: str, on_select=None, rows: Sequence[str] | None = Non
                  default=None, on_change=on_select, **extra)
 
 
+def plotly_graph_hold(key: str, height: int, token: str) -> None:
+    """Hold the place of the `ui.plotly_graph` with this `key` at `height` px and rerun the calling fragment once the
+    browser has painted what is above (`after_paint`), there to draw the figure: below-the-fold work (a new clip's
+    latent trajectory) waits for what is on the screen. Unlike `after_paint`, the graph's frame stays mounted (so
+    plotly.js is not loaded again); what it showed is cleared. `token` names what is awaited (a new one reruns)."""
+    if _graph_folder() is None:  # no component folder: the graph is an st.plotly_chart, nothing to keep mounted
+        after_paint(f"{key}_after_{token}", height)
+        return
+    from streamlit.components.v1 import declare_component
+
+    graph = declare_component("plotly_graph", path=_graph_folder())
+    graph(figure=None, revision=f"hold:{token}", hold=int(height), after_paint=token, key=key, default=None,
+          on_change=lambda: None)
+
+
 def selected_range(state, duration: float) -> tuple[float, float] | None:
     """The time range (s) of the last box drawn on a figure with time on x (the selection state of
     st.plotly_chart), clamped to [0, duration] and snapped outward to whole 12.5 ms frames; None when the

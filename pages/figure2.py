@@ -162,7 +162,7 @@ def trajectory(highlight: tuple[float, float] | None) -> None:
     if (ref.key, clip.digest) not in drawn:  # first sight of this clip's trajectory: below the fold, so it is
         drawn.add((ref.key, clip.digest))    # drawn in a rerun of this fragment once Figure 2 is on the screen
         st.session_state[WARM_AFTER] = (ref.key, clip.digest)
-        ui.after_paint(f"traj_after_{clip.digest[:16]}", TRAJ_PX)
+        ui.plotly_graph_hold("trajectory", TRAJ_PX, f"{ref.key}:{clip.digest[:16]}")
         return
     segments = ui.reference_segments(clip)
     labels = frame_labels(a.times, segments) if segments else None

@@ -221,7 +221,10 @@ def test_upload_of_30_s_clip_is_drawn(server, page, tmp_path):
     settle(page)
     # Figure 2's frame is kept, not loaded again (with its 4.6 MB plotly.js), though the new clip's run draws a
     # progress bar above it: its place in the page does not move
-    page.locator(GRAPH_FRAME).first.evaluate("f => { f.contentWindow.__kept = true; }")
+    # and so is the latent trajectory's, which holds its place for the new clip's trajectory (plotly_graph_hold)
+    page.locator(GRAPH_FRAME).nth(1).wait_for(state="attached")
+    for i in (0, 1):
+        page.locator(GRAPH_FRAME).nth(i).evaluate("f => { f.contentWindow.__kept = true; }")
     t0 = time.monotonic()
     upload(page, clip)
     page.wait_for_function(DRAWN, arg=30.0, timeout=TIMEOUT_MS)  # one figure, its axis 30 s, lines drawn
@@ -232,12 +235,15 @@ def test_upload_of_30_s_clip_is_drawn(server, page, tmp_path):
     assert page.locator('[data-testid="stCaptionContainer"]', has_text="thirty.wav").count() == 1
     assert x_end(page) == pytest.approx(30.0, abs=0.0125)
     assert page.locator(GRAPH_FRAME).first.evaluate("f => f.contentWindow.__kept") is True
+    page.wait_for_function("() => " + GRAPHS + ".length === 2")  # the new clip's trajectory, in the kept frame
+    assert page.locator(GRAPH_FRAME).nth(1).evaluate("f => f.contentWindow.__kept") is True
+    assert page.locator(GRAPH_FRAME).count() == 2
 
 
 def test_trajectory_is_drawn_after_figure2_without_an_input(server, page, tmp_path):
-    """A new clip: the script run that draws Figure 2 ends with the trajectory's place held (an after-paint
-    placeholder of its height); once the browser has painted, the trajectory's fragment reruns by itself and
-    draws it, the placeholder gone; a later run draws it at once."""
+    """A new clip: the script run that draws Figure 2 ends with the trajectory's place held (its graph emptied, at
+    its height); once the browser has painted, the trajectory's fragment reruns by itself and draws it; a later
+    run draws it at once."""
     from conftest import speechlike
 
     clip = wav_file(tmp_path / "later.wav", speechlike(6.0))
@@ -265,7 +271,6 @@ def test_trajectory_is_drawn_after_figure2_without_an_input(server, page, tmp_pa
     # there for a frame), before the one that has both
     first_new = next(i for i, (end, _, _) in enumerate(seen) if end is not None and abs(end - 6.0) < 0.02)
     assert seen[first_new][1] is None or seen[first_new][1] < 2.1, seen[first_new]  # (time colour bar: no labels)
-    assert page.locator('[data-testid="stBidiComponent"], .stBidiComponent').count() == 0  # the placeholder gone
     traj = graph(page, 1)
     assert traj.locator(".scatterlayer .trace").count() >= 4
     page.get_by_text("3-D").click()  # a later run: drawn at once
