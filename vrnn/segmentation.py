@@ -41,9 +41,10 @@ from .segments import Reference, is_silence
 # Peak picking per signal, chosen on the Allison VALIDATION split only (scripts/tune_segmentation.py: the grid
 # MIN_DISTANCES x PROMINENCES, best pooled R-value over all phone boundaries at 20 ms, model signals averaged
 # over the three bundled VRNNs; re-run for the checkpoints continued in issue 12: only delta moved, from 20 ms /
-# 0.1; re-run for the third stage of that training: only kl moved, from 60 ms / 0.02); see docs/segmentation.md.
+# 0.1; re-run for the third stage of that training: only kl moved, from 60 ms / 0.02; re-run for the sixth
+# stage: only delta moved, from 50 ms / 0.05, back to 20 ms / 0.1); see docs/segmentation.md.
 TUNED = {
-    "delta": PeakPicking(min_distance=0.05, prominence=0.05),
+    "delta": PeakPicking(min_distance=0.02, prominence=0.1),
     "kl": PeakPicking(min_distance=0.04, prominence=0.05),
     "kl_dims": PeakPicking(min_distance=0.05, prominence=0.05),
     "flux": PeakPicking(min_distance=0.03, prominence=0.1),
