@@ -338,10 +338,11 @@ def test_show_rows_lays_out_any_rows_as_figure2_does(latent):
             assert [x["y"] for x in g["annotations"]] == pytest.approx([x["y"] for x in r["annotations"]])
             for i, row in enumerate(r["meta"]["rows"], start=1):  # the shown row's axes are those of its place in full
                 j = every.index(row) + 1
-                ga, ra = (lambda s, k: s.get(f"{k}axis{'' if j == 1 else j}")), f"{'' if i == 1 else i}"
-                assert ga(g, "y")["domain"] == pytest.approx(r[f"yaxis{ra}"]["domain"]), (shown, row)
-                assert ga(g, "x").get("showticklabels") == r[f"xaxis{ra}"].get("showticklabels"), (shown, row)
-                assert ga(g, "x").get("title", {}).get("text") == r[f"xaxis{ra}"].get("title", {}).get("text")
+                gy, gx = (g[f"{k}axis{'' if j == 1 else j}"] for k in "yx")
+                ry, rx = (r[f"{k}axis{'' if i == 1 else i}"] for k in "yx")
+                assert gy["domain"] == pytest.approx(ry["domain"]), (shown, row)
+                assert gx.get("showticklabels") == rx.get("showticklabels"), (shown, row)
+                assert gx.get("title", {}).get("text") == rx.get("title", {}).get("text")
             assert [t.get("name") for t in got["data"]] == [t.get("name") for t in ref["data"]]
             assert [t["colorbar"]["y"] for t in got["data"] if t["type"] == "heatmap"] == pytest.approx(
                 [t["colorbar"]["y"] for t in ref["data"] if t["type"] == "heatmap"])
